@@ -1,0 +1,151 @@
+//! Typed configuration: `config/default.toml`, then `config/$ISSUESYNC_ENV.toml`, then the
+//! conventional variables (`DATABASE_URL`, `REDIS_URL`), then `ISSUESYNC_<SECTION>__<KEY>`.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The defaults compiled in, so that the binary runs even without a `config/` folder.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Settings {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Unset: in-process cache, sequences and rate-limit buckets (one process only).
+    pub redis_url: Option<String>,
+    /// Receiver address.
+    pub bind: String,
+    /// Absolute URL that providers reach us at.
+    pub public_url: String,
+    /// Bearer token for /api/v1 and /ops. Unset: those routes answer 401.
+    pub admin_token: Option<String>,
+    /// `text` or `json`.
+    pub log_format: String,
+    pub database: DatabaseSettings,
+    pub snowflake: SnowflakeSettings,
+    pub cache: CacheSettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct DatabaseSettings {
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SnowflakeSettings {
+    /// 12-bit region id; 0 in a single-region deployment.
+    pub region_id: u64,
+    /// Unix seconds of the epoch; 1659916800 = 2022-08-08 UTC.
+    pub epoch_start: i64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct CacheSettings {
+    /// Django's KEY_PREFIX: keys are `{prefix}:{version}:{key}`.
+    pub key_prefix: String,
+    /// Django's VERSION.
+    pub version: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct HttpSettings {
+    /// Webhook and API body limit.
+    pub body_limit_bytes: usize,
+    /// Whole-request timeout of the receiver.
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads settings. `explicit` is `--config PATH`; it replaces `config/$ISSUESYNC_ENV.toml`.
+    pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        let on_disk = Path::new("config/default.toml");
+        if on_disk.exists() {
+            fig = fig.merge(Toml::file(on_disk));
+        }
+        if let Ok(env) = std::env::var("ISSUESYNC_ENV") {
+            let p = PathBuf::from(format!("config/{env}.toml"));
+            if !p.exists() {
+                return Err(ConfigError::Read {
+                    path: p,
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            fig = fig.merge(Toml::file(p));
+        }
+        if let Some(p) = explicit {
+            if let Err(source) = std::fs::metadata(p) {
+                return Err(ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                });
+            }
+            fig = fig.merge(Toml::file(p));
+        }
+        let settings: Settings = fig
+            .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
+            .merge(Env::prefixed("ISSUESYNC_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Settings for tests: the compiled defaults plus overrides, without reading the environment.
+    pub fn for_tests(database_url: &str, redis_url: Option<&str>) -> Result<Settings, ConfigError> {
+        let mut s: Settings = Figment::from(Toml::string(DEFAULT_TOML))
+            .extract()
+            .map_err(Box::new)?;
+        s.database_url = database_url.to_string();
+        s.redis_url = redis_url.map(str::to_string);
+        s.bind = "127.0.0.1:0".into();
+        s.admin_token = Some("test-admin-token".into());
+        s.validate()?;
+        Ok(s)
+    }
+
+    pub fn with_overrides(self, patch: serde_json::Value) -> Result<Settings, ConfigError> {
+        let s: Settings = Figment::from(Serialized::defaults(self))
+            .merge(Serialized::defaults(patch))
+            .extract()
+            .map_err(Box::new)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.snowflake.region_id >> 12 != 0 {
+            return Err(ConfigError::Invalid(
+                "snowflake.region_id exceeds 12 bits".into(),
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log_format must be text or json, not {:?}",
+                self.log_format
+            )));
+        }
+        if self.redis_url.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::Invalid("REDIS_URL is set but empty".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! The admin API under `/api/v1`, behind `Authorization: Bearer $ISSUESYNC_ADMIN_TOKEN`.
+
+mod integrations;
+mod orgs;
+mod projects;
+mod users;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+use crate::receiver::error::ApiError;
+use crate::startup::AppState;
+
+/// Default and upper bound of list sizes.
+pub const LIST_LIMIT: i64 = 500;
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .merge(orgs::routes())
+        .merge(users::routes())
+        .merge(projects::routes())
+        .merge(integrations::routes())
+        .route_layer(middleware::from_fn_with_state(state, require_admin_token))
+}
+
+/// Refuses every request without the admin token; with no token configured, refuses all.
+async fn require_admin_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(expected) = state.settings.admin_token.as_deref() else {
+        return Err(ApiError::unauthorized(
+            "the admin API is disabled: set ISSUESYNC_ADMIN_TOKEN",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <admin token>"))?;
+    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(ApiError::unauthorized("wrong admin token"));
+    }
+    Ok(next.run(req).await)
+}

@@ -1,0 +1,240 @@
+//! Projects (snowflake ids, generated slugs, teams) and their groups.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::LIST_LIMIT;
+use crate::db::Tx;
+use crate::domain::project;
+use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::startup::AppState;
+use crate::store::groups::{self, NewGroup};
+use crate::store::{found, organizations, projects, teams};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/organizations/{id}/projects",
+            get(list_projects).post(create_project),
+        )
+        .route("/projects/{id}", get(get_project).delete(delete_project))
+        .route(
+            "/projects/{id}/teams/{team_id}",
+            put(add_team).delete(remove_team),
+        )
+        .route("/projects/{id}/groups", get(list_groups).post(create_group))
+        .route("/groups/{id}", get(get_group))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    name: String,
+    slug: Option<String>,
+    #[serde(default)]
+    teams: Vec<i64>,
+}
+
+async fn project_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
+    let p = found(projects::find_project(tx, id).await?, "project")?;
+    let team_ids = projects::list_project_team_ids(tx, id).await?;
+    let mut v = json!(p);
+    v["teams"] = json!(team_ids);
+    Ok(v)
+}
+
+async fn create_project(
+    State(s): State<AppState>,
+    ApiPath(org_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewProject>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let p = project::create_project(
+        &s.domain_ctx(),
+        org_id,
+        body.name.trim(),
+        body.slug.as_deref(),
+        &body.teams,
+    )
+    .await?;
+    let mut tx = s.db.begin().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(project_json(&mut tx, p.id).await?),
+    ))
+}
+
+async fn list_projects(
+    State(s): State<AppState>,
+    ApiPath(org_id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    found(
+        organizations::find_organization(&mut tx, org_id).await?,
+        "organization",
+    )?;
+    let mut out = Vec::new();
+    for p in projects::list_projects(&mut tx, org_id).await? {
+        out.push(project_json(&mut tx, p.id).await?);
+    }
+    Ok(Json(json!(out)))
+}
+
+async fn get_project(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    Ok(Json(project_json(&mut tx, id).await?))
+}
+
+async fn delete_project(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    project::delete_project(&s.db, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_team(
+    State(s): State<AppState>,
+    ApiPath((id, team_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    let mut tx = s.db.begin_write().await?;
+    let p = found(projects::find_project(&mut tx, id).await?, "project")?;
+    match teams::find_team(&mut tx, team_id).await? {
+        Some(t) if t.organization_id == p.organization_id => {}
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "team {team_id} is not in the project's organization"
+            )));
+        }
+    }
+    projects::add_project_team(&mut tx, id, team_id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_team(
+    State(s): State<AppState>,
+    ApiPath((id, team_id)): ApiPath<(i64, i64)>,
+) -> ApiResult<StatusCode> {
+    let mut tx = s.db.begin_write().await?;
+    if !projects::remove_project_team(&mut tx, id, team_id).await? {
+        return Err(ApiError::not_found("project team"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroup {
+    title: String,
+    /// "unresolved" (default) | "resolved" | "ignored"
+    status: Option<String>,
+    /// Epoch milliseconds; default now.
+    last_seen: Option<i64>,
+    first_seen: Option<i64>,
+}
+
+/// GroupStatus and the substatus a new group of that status gets.
+pub fn parse_status(s: &str) -> ApiResult<(i32, Option<i32>)> {
+    match s {
+        "unresolved" => Ok((0, Some(7))),
+        "resolved" => Ok((1, None)),
+        "ignored" => Ok((2, Some(5))),
+        other => Err(ApiError::bad_request(format!(
+            "status must be unresolved, resolved or ignored, not {other:?}"
+        ))),
+    }
+}
+
+pub fn status_name(status: i32) -> &'static str {
+    match status {
+        1 => "resolved",
+        2 => "ignored",
+        _ => "unresolved",
+    }
+}
+
+async fn create_group(
+    State(s): State<AppState>,
+    ApiPath(project_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.title.trim().is_empty() {
+        return Err(ApiError::bad_request("title must not be empty"));
+    }
+    let (status, substatus) = parse_status(body.status.as_deref().unwrap_or("unresolved"))?;
+    let now = crate::now_ms();
+    let last_seen = body.last_seen.unwrap_or(now);
+    let mut tx = s.db.begin_write().await?;
+    found(
+        projects::find_project(&mut tx, project_id).await?,
+        "project",
+    )?;
+    let g = groups::insert_group(
+        &mut tx,
+        &NewGroup {
+            project_id,
+            title: body.title.trim(),
+            status,
+            substatus,
+            first_seen: body.first_seen.unwrap_or(last_seen),
+            last_seen,
+        },
+    )
+    .await?;
+    let out = group_json(&mut tx, g.id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[derive(Deserialize)]
+struct GroupPage {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn list_groups(
+    State(s): State<AppState>,
+    ApiPath(project_id): ApiPath<i64>,
+    ApiQuery(q): ApiQuery<GroupPage>,
+) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    found(
+        projects::find_project(&mut tx, project_id).await?,
+        "project",
+    )?;
+    let limit = q.limit.unwrap_or(100).clamp(1, LIST_LIMIT);
+    Ok(Json(json!(
+        groups::list_groups(&mut tx, project_id, q.before, limit).await?
+    )))
+}
+
+/// A group with its status name, assignee, activity and history.
+pub async fn group_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
+    let g = found(groups::find_group(tx, id).await?, "group")?;
+    let assignee = groups::find_assignee(tx, id)
+        .await?
+        .map(|a| match (a.user_id, a.team_id) {
+            (Some(u), _) => format!("user:{u}"),
+            (_, Some(t)) => format!("team:{t}"),
+            _ => String::new(),
+        });
+    let mut v = json!(g);
+    v["status_name"] = json!(status_name(g.status));
+    v["assignedTo"] = json!(assignee);
+    v["activity"] = json!(groups::list_activities(tx, id).await?);
+    v["history"] = json!(groups::list_history(tx, id).await?);
+    Ok(v)
+}
+
+async fn get_group(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    Ok(Json(group_json(&mut tx, id).await?))
+}

@@ -1,0 +1,107 @@
+//! Users and their (verified) emails.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::LIST_LIMIT;
+use crate::db::Tx;
+use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::startup::AppState;
+use crate::store::{found, users};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/{id}", get(get_user))
+        .route("/users/{id}/emails", post(add_email))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEmail {
+    email: String,
+    #[serde(default)]
+    is_verified: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    #[serde(default)]
+    emails: Vec<NewEmail>,
+}
+
+fn check_email(e: &str) -> ApiResult<&str> {
+    let e = e.trim();
+    let ok = e.len() <= 254
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty());
+    if ok {
+        Ok(e)
+    } else {
+        Err(ApiError::bad_request(format!("invalid email {e:?}")))
+    }
+}
+
+async fn user_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
+    let user = found(users::find_user(tx, id).await?, "user")?;
+    let emails = users::list_user_emails(tx, id).await?;
+    Ok(
+        json!({"id": user.id, "name": user.name, "is_active": user.is_active, "date_added": user.date_added, "emails": emails}),
+    )
+}
+
+async fn create_user(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<NewUser>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad_request("name must not be empty"));
+    }
+    for e in &body.emails {
+        check_email(&e.email)?;
+    }
+    let mut tx = s.db.begin().await?;
+    let user = users::insert_user(&mut tx, body.name.trim(), crate::now_ms()).await?;
+    for e in &body.emails {
+        users::add_user_email(&mut tx, user.id, check_email(&e.email)?, e.is_verified)
+            .await
+            .map_err(|_| ApiError::bad_request(format!("email {:?} is given twice", e.email)))?;
+    }
+    let out = user_json(&mut tx, user.id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn list_users(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    let mut out = Vec::new();
+    for u in users::list_users(&mut tx, LIST_LIMIT).await? {
+        out.push(user_json(&mut tx, u.id).await?);
+    }
+    Ok(Json(json!(out)))
+}
+
+async fn get_user(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    Ok(Json(user_json(&mut tx, id).await?))
+}
+
+async fn add_email(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewEmail>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let email = check_email(&body.email)?;
+    let mut tx = s.db.begin_write().await?;
+    found(users::find_user(&mut tx, id).await?, "user")?;
+    users::add_user_email(&mut tx, id, email, body.is_verified).await?;
+    let out = user_json(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}

@@ -1,0 +1,129 @@
+//! Builds the application once, for `main` and for the tests (Zero To Production style).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::db::{Db, DbError, PoolSettings};
+use crate::domain::project::Ctx;
+use crate::domain::snowflake::{SequenceSource, Snowflake};
+use crate::kv::{Kv, KvError};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub kv: Kv,
+    pub snowflake: Snowflake,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    pub fn domain_ctx(&self) -> Ctx<'_> {
+        Ctx {
+            db: &self.db,
+            kv: &self.kv,
+            snowflake: &self.snowflake,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot connect to Redis: {0}")]
+    Kv(#[from] KvError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Connects to the database (and Redis when configured). Does not migrate.
+pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
+    let db = Db::connect(
+        &settings.database_url,
+        &PoolSettings {
+            max_connections: settings.database.max_connections,
+            acquire_timeout: Duration::from_millis(settings.database.acquire_timeout_ms),
+        },
+    )
+    .await?;
+    let kv = Kv::connect(settings.redis_url.as_deref()).await?;
+    let snowflake = Snowflake {
+        sequence: SequenceSource::from_kv(&kv),
+        region_id: settings.snowflake.region_id,
+        epoch_start: settings.snowflake.epoch_start,
+    };
+    Ok(AppState {
+        db,
+        kv,
+        snowflake,
+        settings: Arc::new(settings),
+    })
+}
+
+/// A bound but not yet serving HTTP server.
+pub struct Server {
+    pub addr: SocketAddr,
+    listener: TcpListener,
+    router: Router,
+}
+
+pub async fn bind(state: AppState) -> Result<Server, StartupError> {
+    let addr = state.settings.bind.clone();
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    Ok(Server {
+        addr,
+        listener,
+        router: crate::receiver::router(state),
+    })
+}
+
+impl Server {
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,101 @@
+//! External issues (Jira keys, ADO work item ids) and their links to groups.
+
+use serde::Serialize;
+use sqlx::types::Json;
+
+use super::Result;
+use crate::db::Tx;
+use crate::on_tx;
+
+pub const LINKED_TYPE_ISSUE: i32 = 1;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ExternalIssue {
+    pub id: i64,
+    pub organization_id: i64,
+    pub integration_id: i64,
+    pub key: String,
+    pub title: String,
+    pub description: String,
+    pub metadata: Json<serde_json::Value>,
+    pub date_added: i64,
+}
+
+pub struct NewExternalIssue<'a> {
+    pub organization_id: i64,
+    pub integration_id: i64,
+    pub key: &'a str,
+    pub title: &'a str,
+    pub description: &'a str,
+}
+
+pub async fn insert_external_issue(
+    tx: &mut Tx,
+    e: &NewExternalIssue<'_>,
+    now: i64,
+) -> Result<ExternalIssue> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+        "INSERT INTO external_issues (organization_id, integration_id, key, title, description, metadata, date_added) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         RETURNING id, organization_id, integration_id, key, title, description, metadata, date_added"
+    )
+    .bind(e.organization_id)
+    .bind(e.integration_id)
+    .bind(e.key)
+    .bind(e.title)
+    .bind(e.description)
+    .bind(Json(serde_json::json!({})))
+    .bind(now)
+    .fetch_one(c)
+    .await
+    })?)
+}
+
+pub async fn find_external_issue(tx: &mut Tx, id: i64) -> Result<Option<ExternalIssue>> {
+    Ok(on_tx!(tx, |c| sqlx::query_as(
+        "SELECT id, organization_id, integration_id, key, title, description, metadata, date_added \
+         FROM external_issues WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_optional(c)
+    .await)?)
+}
+
+/// Links a group to an external issue; linking twice is a no-op.
+pub async fn link_group(
+    tx: &mut Tx,
+    group_id: i64,
+    project_id: i64,
+    external_issue_id: i64,
+    now: i64,
+) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO group_links (group_id, project_id, linked_type, relationship, linked_id, date_added) \
+         VALUES ($1, $2, 1, 1, $3, $4) ON CONFLICT (group_id, linked_type, linked_id) DO NOTHING"
+    )
+    .bind(group_id)
+    .bind(project_id)
+    .bind(external_issue_id)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// The external issues linked to a group.
+pub async fn list_group_external_issues(tx: &mut Tx, group_id: i64) -> Result<Vec<ExternalIssue>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT e.id, e.organization_id, e.integration_id, e.key, e.title, e.description, e.metadata, e.date_added \
+         FROM group_links l JOIN external_issues e ON e.id = l.linked_id \
+         WHERE l.group_id = $1 AND l.linked_type = 1 ORDER BY e.id"
+    )
+    .bind(group_id)
+    .fetch_all(c)
+    .await
+    })?)
+}
