@@ -26,13 +26,24 @@ async fn seed(app: &TestApp) -> (Value, Value, Value, Value) {
     let user = app
         .create("/users", json!({"name": "Alice", "emails": [{"email": "alice@example.com", "is_verified": true}, {"email": "a2@example.com"}]}))
         .await;
-    let team = app.create(&format!("/organizations/{org_id}/teams"), json!({"name": "Backend"})).await;
+    let team = app
+        .create(
+            &format!("/organizations/{org_id}/teams"),
+            json!({"name": "Backend"}),
+        )
+        .await;
     let member = app
-        .create(&format!("/organizations/{org_id}/members"), json!({"user_id": user["id"], "teams": [team["id"]]}))
+        .create(
+            &format!("/organizations/{org_id}/members"),
+            json!({"user_id": user["id"], "teams": [team["id"]]}),
+        )
         .await;
     let _ = member;
     let project = app
-        .create(&format!("/organizations/{org_id}/projects"), json!({"name": "Web App", "teams": [team["id"]]}))
+        .create(
+            &format!("/organizations/{org_id}/projects"),
+            json!({"name": "Web App", "teams": [team["id"]]}),
+        )
         .await;
     (org, user, team, project)
 }
@@ -56,7 +67,10 @@ async fn create_and_read_every_resource(app: TestApp) {
 
     let (s, got) = app.get(&format!("/users/{}", user["id"])).await;
     assert_eq!(s, 200);
-    assert_eq!(got["emails"][0], json!({"user_id": user["id"], "email": "alice@example.com", "is_verified": true}));
+    assert_eq!(
+        got["emails"][0],
+        json!({"user_id": user["id"], "email": "alice@example.com", "is_verified": true})
+    );
     assert_eq!(got["emails"][1]["is_verified"], false);
 
     let (s, teams) = app.get(&format!("/organizations/{org_id}/teams")).await;
@@ -73,7 +87,10 @@ async fn create_and_read_every_resource(app: TestApp) {
     assert_eq!(got["teams"], json!([team["id"]]));
 
     let g = app
-        .create(&format!("/projects/{}/groups", project["id"]), json!({"title": "TypeError: x is undefined"}))
+        .create(
+            &format!("/projects/{}/groups", project["id"]),
+            json!({"title": "TypeError: x is undefined"}),
+        )
         .await;
     let (s, got) = app.get(&format!("/groups/{}", g["id"])).await;
     assert_eq!(s, 200);
@@ -85,9 +102,13 @@ async fn create_and_read_every_resource(app: TestApp) {
 
     // The rows are really in the database, not only in the answers.
     let mut tx = app.state.db.begin().await.unwrap();
-    let found = issuesync::store::projects::user_has_project(&mut tx, user["id"].as_i64().unwrap(), project["id"].as_i64().unwrap())
-        .await
-        .unwrap();
+    let found = issuesync::store::projects::user_has_project(
+        &mut tx,
+        user["id"].as_i64().unwrap(),
+        project["id"].as_i64().unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(found, "user reaches the project through the team");
 }
 
@@ -97,7 +118,10 @@ fn assert_snowflake(id: i64) {
     assert_eq!(id >> 48, 0b10000, "version bits of {id}");
     let (_, secs, region, seq) = issuesync::domain::snowflake::decompose(id);
     let now = chrono::Utc::now().timestamp() - 1_659_916_800;
-    assert!((now - 301..=now + 1).contains(&(secs as i64)), "time segment {secs} vs now {now}");
+    assert!(
+        (now - 301..=now + 1).contains(&(secs as i64)),
+        "time segment {secs} vs now {now}"
+    );
     assert_eq!(region, 0);
     assert!(seq < 16);
 }
@@ -118,7 +142,10 @@ async fn project_ids_are_snowflakes_and_slugs_follow_the_rules(app: TestApp) {
     // Collision: the second gets base + "-" + 2 characters of Sentry's alphabet.
     let p = app.create(&path, json!({"name": "Web App"})).await;
     let slug = p["slug"].as_str().unwrap();
-    assert!(slug.starts_with("web-app-") && slug.len() == "web-app-".len() + 2, "{slug}");
+    assert!(
+        slug.starts_with("web-app-") && slug.len() == "web-app-".len() + 2,
+        "{slug}"
+    );
     assert!(!slug.contains('8'));
 
     // All-digit names never keep the bare digits.
@@ -133,9 +160,13 @@ async fn project_ids_are_snowflakes_and_slugs_follow_the_rules(app: TestApp) {
     // Explicit slugs: validated, and a duplicate is a 409.
     let (s, e) = app.post(&path, json!({"name": "x", "slug": "123"})).await;
     assert_eq!((s, e["error"].as_str()), (400, Some("bad_request")));
-    let (s, e) = app.post(&path, json!({"name": "x", "slug": "web-app"})).await;
+    let (s, e) = app
+        .post(&path, json!({"name": "x", "slug": "web-app"}))
+        .await;
     assert_eq!((s, e["error"].as_str()), (409, Some("conflict")), "{e}");
-    let p = app.create(&path, json!({"name": "x", "slug": "custom_slug-1"})).await;
+    let p = app
+        .create(&path, json!({"name": "x", "slug": "custom_slug-1"}))
+        .await;
     assert_eq!(p["slug"], "custom_slug-1");
 
     // The long name is cut to 50 characters.
@@ -150,7 +181,13 @@ async fn many_projects_in_one_second_get_unique_ids(app: TestApp) {
     let futs = (0..40).map(|i| {
         let app = &app;
         let path = path.clone();
-        async move { app.post(&path, json!({"name": format!("p{i}"), "slug": format!("p{i}")})).await }
+        async move {
+            app.post(
+                &path,
+                json!({"name": format!("p{i}"), "slug": format!("p{i}")}),
+            )
+            .await
+        }
     });
     let results = futures::future::join_all(futs).await;
     let mut ids = HashSet::new();
@@ -173,12 +210,23 @@ async fn bad_input_gets_clear_errors(app: TestApp) {
     let org_id = org["id"].as_i64().unwrap();
 
     // Missing and wrong tokens.
-    let r = app.client.get(app.url("/api/v1/organizations")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/api/v1/organizations"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"], "unauthorized");
     assert!(v["detail"].as_str().is_some());
-    let r = app.client.get(app.url("/api/v1/organizations")).bearer_auth("nope").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/api/v1/organizations"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // Unknown ids, bad ids, bad JSON, unknown fields.
@@ -198,19 +246,39 @@ async fn bad_input_gets_clear_errors(app: TestApp) {
     assert_eq!(r.status(), 400);
     let (s, _) = app.post("/organizations", json!({"nmae": "typo"})).await;
     assert_eq!(s, 400);
-    let (s, _) = app.post("/users", json!({"name": "x", "emails": [{"email": "not-an-email"}]})).await;
+    let (s, _) = app
+        .post(
+            "/users",
+            json!({"name": "x", "emails": [{"email": "not-an-email"}]}),
+        )
+        .await;
     assert_eq!(s, 400);
 
     // Duplicates.
     let (s, v) = app.post("/organizations", json!({"name": "Acme"})).await;
     assert_eq!((s, v["error"].as_str()), (409, Some("conflict")));
-    let (s, _) = app.post(&format!("/organizations/{org_id}/members"), json!({"user_id": user["id"]})).await;
+    let (s, _) = app
+        .post(
+            &format!("/organizations/{org_id}/members"),
+            json!({"user_id": user["id"]}),
+        )
+        .await;
     assert_eq!(s, 409);
 
     // Cross-organization references are refused.
     let other = app.create("/organizations", json!({"name": "Other"})).await;
-    let t = app.create(&format!("/organizations/{}/teams", other["id"]), json!({"name": "T"})).await;
-    let (s, _) = app.post(&format!("/organizations/{org_id}/projects"), json!({"name": "P", "teams": [t["id"]]})).await;
+    let t = app
+        .create(
+            &format!("/organizations/{}/teams", other["id"]),
+            json!({"name": "T"}),
+        )
+        .await;
+    let (s, _) = app
+        .post(
+            &format!("/organizations/{org_id}/projects"),
+            json!({"name": "P", "teams": [t["id"]]}),
+        )
+        .await;
     assert_eq!(s, 400);
 
     // Nothing half-written: the refused project does not exist.
@@ -226,14 +294,28 @@ async fn bad_input_gets_clear_errors(app: TestApp) {
 async fn project_delete_cascades_in_one_transaction(app: TestApp) {
     let (_, _, _, project) = seed(&app).await;
     let pid = project["id"].as_i64().unwrap();
-    let g = app.create(&format!("/projects/{pid}/groups"), json!({"title": "boom"})).await;
-    let (s, _) = app.api(Method::DELETE, &format!("/projects/{pid}"), None).await;
+    let g = app
+        .create(&format!("/projects/{pid}/groups"), json!({"title": "boom"}))
+        .await;
+    let (s, _) = app
+        .api(Method::DELETE, &format!("/projects/{pid}"), None)
+        .await;
     assert_eq!(s, 204);
     assert_eq!(app.get(&format!("/projects/{pid}")).await.0, 404);
     assert_eq!(app.get(&format!("/groups/{}", g["id"])).await.0, 404);
     let mut tx = app.state.db.begin().await.unwrap();
-    assert!(issuesync::store::projects::list_project_team_ids(&mut tx, pid).await.unwrap().is_empty());
-    assert_eq!(app.api(Method::DELETE, &format!("/projects/{pid}"), None).await.0, 404);
+    assert!(
+        issuesync::store::projects::list_project_team_ids(&mut tx, pid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        app.api(Method::DELETE, &format!("/projects/{pid}"), None)
+            .await
+            .0,
+        404
+    );
 }
 
 async fn integrations_hide_their_secrets(app: TestApp) {
@@ -251,28 +333,52 @@ async fn integrations_hide_their_secrets(app: TestApp) {
         .post("/integrations", json!({"provider": "vsts", "external_id": "80ded3e8-3cd3-43b1-9f96-52032624aa3a", "name": "again"}))
         .await;
     assert_eq!(s, 409);
-    let (s, _) = app.post("/integrations", json!({"provider": "gitlab", "external_id": "x", "name": "x"})).await;
+    let (s, _) = app
+        .post(
+            "/integrations",
+            json!({"provider": "gitlab", "external_id": "x", "name": "x"}),
+        )
+        .await;
     assert_eq!(s, 400);
 
     let path = format!("/integrations/{}/organizations/{}", i["id"], org["id"]);
-    let (s, _) = app.api(Method::PUT, &path, Some(json!({"config": {"sync_status_forward": "yes"}}))).await;
+    let (s, _) = app
+        .api(
+            Method::PUT,
+            &path,
+            Some(json!({"config": {"sync_status_forward": "yes"}})),
+        )
+        .await;
     assert_eq!(s, 400);
     let (s, oi) = app
         .api(Method::PUT, &path, Some(json!({"config": {"sync_status_forward": true, "sync_reverse_assignment": true, "resolution_strategy": "resolve"}})))
         .await;
     assert_eq!(s, 200, "{oi}");
     let (s, p) = app
-        .post(&format!("/organization-integrations/{}/external-projects", oi["id"]), json!({"external_id": "10000", "resolved_status": "10101", "unresolved_status": "3"}))
+        .post(
+            &format!("/organization-integrations/{}/external-projects", oi["id"]),
+            json!({"external_id": "10000", "resolved_status": "10101", "unresolved_status": "3"}),
+        )
         .await;
     assert_eq!((s, p["resolved_status"].as_str()), (200, Some("10101")));
 
     let (s, got) = app.get(&format!("/integrations/{}", i["id"])).await;
     assert_eq!(s, 200);
-    assert_eq!(got["organizations"][0]["config"]["sync_reverse_assignment"], true);
+    assert_eq!(
+        got["organizations"][0]["config"]["sync_reverse_assignment"],
+        true
+    );
     assert!(!got.to_string().contains("hunter2"));
 
     // The secret is stored, only hidden.
     let mut tx = app.state.db.begin().await.unwrap();
-    let stored = issuesync::store::integrations::find_integration(&mut tx, i["id"].as_i64().unwrap()).await.unwrap().unwrap();
-    assert_eq!(stored.metadata.0["subscription"]["secret"], "hunter2hunter2");
+    let stored =
+        issuesync::store::integrations::find_integration(&mut tx, i["id"].as_i64().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        stored.metadata.0["subscription"]["secret"],
+        "hunter2hunter2"
+    );
 }

@@ -226,7 +226,11 @@ mod tests {
 
     #[tokio::test]
     async fn five_unique_violations_give_max_retries() {
-        let sf = Snowflake { sequence: SequenceSource::Local(Arc::default()), region_id: 0, epoch_start: 1_659_916_800 };
+        let sf = Snowflake {
+            sequence: SequenceSource::Local(Arc::default()),
+            region_id: 0,
+            epoch_start: 1_659_916_800,
+        };
         let mut calls = 0;
         let r: Result<(), SaveError> = save_with_snowflake_id(&sf, |_| {
             calls += 1;
@@ -235,7 +239,10 @@ mod tests {
         .await;
         assert!(matches!(r, Err(SaveError::MaxRetries)));
         assert_eq!(calls, 5);
-        assert_eq!(SaveError::MaxRetries.to_string(), "Max allowed ID retry reached. Please try again in a second");
+        assert_eq!(
+            SaveError::MaxRetries.to_string(),
+            "Max allowed ID retry reached. Please try again in a second"
+        );
     }
 
     #[tokio::test]

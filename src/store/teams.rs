@@ -143,9 +143,8 @@ pub async fn add_member_to_team(tx: &mut Tx, member_id: i64, team_id: i64) -> Re
 
 /// Removes a member from a team; true when a row went.
 pub async fn remove_member_from_team(tx: &mut Tx, member_id: i64, team_id: i64) -> Result<bool> {
-    let r =
-        on_tx!(tx, |c| {
-            sqlx::query(
+    let r = on_tx!(tx, |c| {
+        sqlx::query(
         "DELETE FROM organization_member_teams WHERE organizationmember_id = $1 AND team_id = $2"
     )
     .bind(member_id)
@@ -153,7 +152,7 @@ pub async fn remove_member_from_team(tx: &mut Tx, member_id: i64, team_id: i64) 
     .execute(c)
     .await
     .map(|r| r.rows_affected())
-        })?;
+    })?;
     Ok(r > 0)
 }
 

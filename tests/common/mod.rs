@@ -25,8 +25,12 @@ pub enum Seq {
 
 /// Which services a test needs; returns None (skip) when they are not configured.
 pub fn require(backend: Backend, seq: Seq) -> Option<(Option<String>, Option<String>)> {
-    let pg = std::env::var("TEST_DATABASE_URL").ok().filter(|s| !s.is_empty());
-    let redis = std::env::var("TEST_REDIS_URL").ok().filter(|s| !s.is_empty());
+    let pg = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let redis = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let missing = match (backend, seq) {
         (Backend::Postgres, _) if pg.is_none() => Some("TEST_DATABASE_URL"),
@@ -34,7 +38,10 @@ pub fn require(backend: Backend, seq: Seq) -> Option<(Option<String>, Option<Str
         _ => None,
     };
     if let Some(var) = missing {
-        assert!(!ci, "{var} is not set but CI=true: this test must run in CI");
+        assert!(
+            !ci,
+            "{var} is not set but CI=true: this test must run in CI"
+        );
         eprintln!("SKIPPED: {var} is not set");
         return None;
     }
@@ -55,16 +62,31 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let url = format!("sqlite://{}/test.db", dir.path().display());
-                TestDb { url, admin_url: None, name: String::new(), _dir: Some(dir) }
+                TestDb {
+                    url,
+                    admin_url: None,
+                    name: String::new(),
+                    _dir: Some(dir),
+                }
             }
             Backend::Postgres => {
                 let admin = pg_admin.expect("postgres url").to_string();
                 let name = format!("issuesync_test_{}", uuid::Uuid::new_v4().simple());
-                let pool = sqlx::PgPool::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create database");
+                let pool = sqlx::PgPool::connect(&admin)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create database");
                 pool.close().await;
                 let url = replace_db_name(&admin, &name);
-                TestDb { url, admin_url: Some(admin), name, _dir: None }
+                TestDb {
+                    url,
+                    admin_url: Some(admin),
+                    name,
+                    _dir: None,
+                }
             }
         }
     }
@@ -87,14 +109,25 @@ fn replace_db_name(url: &str, name: &str) -> String {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(admin) = self.admin_url.clone() else { return };
+        let Some(admin) = self.admin_url.clone() else {
+            return;
+        };
         let name = self.name.clone();
         // Drop is sync; do the async drop on a thread with its own runtime.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
                 if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&pool).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&pool)
+                    .await;
                     pool.close().await;
                 }
             });
@@ -115,8 +148,14 @@ pub async fn test_redis_url(base: &str) -> String {
     };
     let url = format!("{base}/{n}");
     let client = redis::Client::open(url.as_str()).expect("redis url");
-    let mut c = client.get_multiplexed_async_connection().await.expect("connect to TEST_REDIS_URL");
-    let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await.expect("flushdb");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to TEST_REDIS_URL");
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut c)
+        .await
+        .expect("flushdb");
     url
 }
 
@@ -146,7 +185,14 @@ pub async fn spawn_app(backend: Backend, seq: Seq) -> Option<TestApp> {
     tokio::spawn(server.run_until(async move {
         let _ = rx.await;
     }));
-    Some(TestApp { addr, state, client: reqwest::Client::new(), db, redis_url, shutdown: Some(tx) })
+    Some(TestApp {
+        addr,
+        state,
+        client: reqwest::Client::new(),
+        db,
+        redis_url,
+        shutdown: Some(tx),
+    })
 }
 
 impl Drop for TestApp {
@@ -163,8 +209,16 @@ impl TestApp {
     }
 
     /// An admin API call with the token; returns (status, JSON body or Null).
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.client.request(method, self.url(&format!("/api/v1{path}"))).bearer_auth(TOKEN);
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(&format!("/api/v1{path}")))
+            .bearer_auth(TOKEN);
         if let Some(b) = body {
             req = req.json(&b);
         }
