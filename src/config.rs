@@ -28,6 +28,35 @@ pub struct Settings {
     pub snowflake: SnowflakeSettings,
     pub cache: CacheSettings,
     pub http: HttpSettings,
+    pub queue: QueueSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct QueueSettings {
+    /// Jobs run at once per queue, per worker process.
+    pub concurrency: std::collections::BTreeMap<String, usize>,
+    /// Worker heartbeat; a worker silent for `heartbeat_secs * missed_heartbeats` is dead
+    /// and its running jobs are rescued by the next heartbeat of another worker.
+    pub heartbeat_secs: u64,
+    pub missed_heartbeats: u32,
+    /// Safety-net poll of an idle worker (Postgres also wakes on LISTEN/NOTIFY).
+    pub poll_interval_ms_postgres: u64,
+    /// SQLite has no cross-process notification; it polls this often.
+    pub poll_interval_ms_sqlite: u64,
+    /// Retry delay: `base * 2^(attempt-1)`, capped, times a jitter in [0.75, 1].
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    /// How long in-flight jobs may take to finish after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+    /// Retention of finished jobs (purged hourly).
+    pub retention_done_days: u64,
+    pub retention_dead_days: u64,
+}
+
+impl QueueSettings {
+    pub fn concurrency_of(&self, queue: &str) -> usize {
+        self.concurrency.get(queue).copied().unwrap_or(2).max(1)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -118,6 +147,11 @@ impl Settings {
         s.redis_url = redis_url.map(str::to_string);
         s.bind = "127.0.0.1:0".into();
         s.admin_token = Some("test-admin-token".into());
+        // Fast enough for tests: 1 s retry base, a dead worker noticed after 2 s.
+        s.queue.backoff_base_ms = 1000;
+        s.queue.heartbeat_secs = 1;
+        s.queue.missed_heartbeats = 2;
+        s.queue.shutdown_timeout_secs = 10;
         s.validate()?;
         Ok(s)
     }
@@ -141,6 +175,21 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "log_format must be text or json, not {:?}",
                 self.log_format
+            )));
+        }
+        if self.queue.heartbeat_secs == 0 || self.queue.missed_heartbeats == 0 {
+            return Err(ConfigError::Invalid(
+                "queue.heartbeat_secs and queue.missed_heartbeats must be positive".into(),
+            ));
+        }
+        if let Some(q) = self
+            .queue
+            .concurrency
+            .keys()
+            .find(|q| !issuesync_jobs::queues::ALL.contains(&q.as_str()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "queue.concurrency names an unknown queue {q:?}"
             )));
         }
         if self.redis_url.as_deref().is_some_and(str::is_empty) {

@@ -63,6 +63,39 @@ pub enum DbError {
     QueueMigrate(String),
 }
 
+/// Wakes this process's SQLite workers when a job row is inserted (the update hook fires
+/// inside the inserting transaction; the worker's claim then waits for the commit). Global
+/// because the hook is set per connection; a spurious wake-up only costs one empty fetch.
+pub static SQLITE_JOB_INSERTS: InsertHub = InsertHub::new();
+
+pub struct InsertHub(std::sync::Mutex<Vec<futures::channel::mpsc::UnboundedSender<()>>>);
+
+impl InsertHub {
+    pub const fn new() -> Self {
+        InsertHub(std::sync::Mutex::new(Vec::new()))
+    }
+
+    pub fn subscribe(&self) -> futures::channel::mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        if let Ok(mut subs) = self.0.lock() {
+            subs.push(tx);
+        }
+        rx
+    }
+
+    fn notify(&self) {
+        if let Ok(mut subs) = self.0.lock() {
+            subs.retain(|s| s.unbounded_send(()).is_ok());
+        }
+    }
+}
+
+impl Default for InsertHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Settings for the pool; see README "Configuration".
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
@@ -87,6 +120,18 @@ impl Db {
             let pool = SqlitePoolOptions::new()
                 .max_connections(settings.max_connections.clamp(1, 8))
                 .acquire_timeout(settings.acquire_timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.lock_handle().await?.set_update_hook(|ev| {
+                            if ev.operation == sqlx::sqlite::SqliteOperation::Insert
+                                && ev.table == "Jobs"
+                            {
+                                SQLITE_JOB_INSERTS.notify();
+                            }
+                        });
+                        Ok(())
+                    })
+                })
                 .connect_with(opts)
                 .await
                 .map_err(DbError::Connect)?;

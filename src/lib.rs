@@ -7,11 +7,13 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod kv;
+pub mod ops;
 pub mod receiver;
 pub mod redact;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod worker;
 
 /// Milliseconds since the Unix epoch: the one time format of our tables on both backends.
 pub fn now_ms() -> i64 {

@@ -47,6 +47,7 @@ pub enum StartupError {
 
 /// Connects to the database (and Redis when configured). Does not migrate.
 pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
+    crate::telemetry::metrics();
     let db = Db::connect(
         &settings.database_url,
         &PoolSettings {

@@ -1,1 +1,186 @@
-pub fn placeholder() {}
+//! The queue contract of issuesync. One module per job kind: its payload (serde), name, queue,
+//! max attempts, timeout and dedup key. No I/O: producers (the receiver, the admin API, other
+//! services) and the workers both depend on this crate.
+//!
+//! A job is stored as the JSON envelope `{"job": JOB_NAME, "args": <payload>}` in the queue
+//! named `QUEUE`. Queue names are explicit strings, never Rust type names.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+pub mod install_subscription;
+pub mod invalidate_project_caches;
+pub mod noop;
+pub mod process_webhook;
+pub mod purge_jobs;
+pub mod sync_assignee_inbound;
+pub mod sync_assignee_outbound;
+pub mod sync_status_inbound;
+pub mod sync_status_outbound;
+
+/// The queues; each has its own worker pool and concurrency.
+pub mod queues {
+    /// Stored webhook deliveries waiting to be parsed.
+    pub const WEBHOOKS: &str = "webhooks";
+    /// Changes that came from a provider, applied to our groups.
+    pub const INBOUND: &str = "inbound";
+    /// Changes pushed to providers (rate-limited).
+    pub const OUTBOUND: &str = "outbound";
+    /// Cache invalidation, retention and diagnostics.
+    pub const MAINTENANCE: &str = "maintenance";
+    pub const ALL: &[&str] = &[WEBHOOKS, INBOUND, OUTBOUND, MAINTENANCE];
+}
+
+/// A kind of job.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Unique name; the `job` field of the envelope.
+    const JOB_NAME: &'static str;
+    /// The queue it runs on.
+    const QUEUE: &'static str;
+    /// Attempts before it is dead (a rate-limit snooze does not count).
+    const MAX_ATTEMPTS: u32;
+    /// Wall-clock limit of one attempt.
+    const TIMEOUT_SECS: u64 = 60;
+
+    /// While a job with this key is not finished, enqueueing another does nothing.
+    fn dedup_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The stored form of every job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub job: String,
+    pub args: serde_json::Value,
+}
+
+impl Envelope {
+    pub fn of<J: Job>(job: &J) -> Result<Envelope, serde_json::Error> {
+        Ok(Envelope {
+            job: J::JOB_NAME.to_string(),
+            args: serde_json::to_value(job)?,
+        })
+    }
+
+    /// Decodes the args as `J`; fails when the name differs or the args do not fit.
+    pub fn decode<J: Job>(&self) -> Result<J, String> {
+        if self.job != J::JOB_NAME {
+            return Err(format!("expected job {}, got {}", J::JOB_NAME, self.job));
+        }
+        serde_json::from_value(self.args.clone())
+            .map_err(|e| format!("bad args for {}: {e}", J::JOB_NAME))
+    }
+}
+
+/// Name, queue, max attempts and timeout of every kind, for validation and the operator surface.
+pub struct KindInfo {
+    pub name: &'static str,
+    pub queue: &'static str,
+    pub max_attempts: u32,
+    pub timeout_secs: u64,
+}
+
+const fn info<J: Job>() -> KindInfo {
+    KindInfo {
+        name: J::JOB_NAME,
+        queue: J::QUEUE,
+        max_attempts: J::MAX_ATTEMPTS,
+        timeout_secs: J::TIMEOUT_SECS,
+    }
+}
+
+pub const KINDS: &[KindInfo] = &[
+    info::<process_webhook::ProcessWebhook>(),
+    info::<sync_assignee_inbound::SyncAssigneeInbound>(),
+    info::<sync_status_inbound::SyncStatusInbound>(),
+    info::<sync_status_outbound::SyncStatusOutbound>(),
+    info::<sync_assignee_outbound::SyncAssigneeOutbound>(),
+    info::<invalidate_project_caches::InvalidateProjectCaches>(),
+    info::<install_subscription::InstallSubscription>(),
+    info::<purge_jobs::PurgeJobs>(),
+    info::<noop::Noop>(),
+];
+
+pub fn kind(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+#[cfg(test)]
+pub(crate) fn round_trip<J: Job + PartialEq + std::fmt::Debug>(job: J) {
+    let bytes = serde_json::to_vec(&Envelope::of(&job).expect("encode")).expect("bytes");
+    let env: Envelope = serde_json::from_slice(&bytes).expect("decode envelope");
+    assert_eq!(env.job, J::JOB_NAME);
+    assert_eq!(env.decode::<J>().expect("decode args"), job);
+    assert!(
+        queues::ALL.contains(&J::QUEUE),
+        "{} is on an unknown queue",
+        J::JOB_NAME
+    );
+    assert!(J::MAX_ATTEMPTS >= 1 && J::MAX_ATTEMPTS <= 20);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_queues_known() {
+        let mut names: Vec<_> = KINDS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        assert!(KINDS.iter().all(|k| queues::ALL.contains(&k.queue)));
+    }
+
+    #[test]
+    fn wrong_name_is_refused() {
+        let env = Envelope {
+            job: "other".into(),
+            args: serde_json::json!({}),
+        };
+        assert!(env.decode::<noop::Noop>().is_err());
+    }
+}
+
+/// Checks that an envelope names a known kind and that its args decode as that kind.
+pub fn validate(env: &Envelope) -> Result<&'static KindInfo, String> {
+    fn check<J: Job>(env: &Envelope) -> Result<(), String> {
+        env.decode::<J>().map(|_| ())
+    }
+    let kind = kind(&env.job).ok_or_else(|| format!("unknown job kind {:?}", env.job))?;
+    match kind.name {
+        "process_webhook" => check::<process_webhook::ProcessWebhook>(env),
+        "sync_assignee_inbound" => check::<sync_assignee_inbound::SyncAssigneeInbound>(env),
+        "sync_status_inbound" => check::<sync_status_inbound::SyncStatusInbound>(env),
+        "sync_status_outbound" => check::<sync_status_outbound::SyncStatusOutbound>(env),
+        "sync_assignee_outbound" => check::<sync_assignee_outbound::SyncAssigneeOutbound>(env),
+        "invalidate_project_caches" => {
+            check::<invalidate_project_caches::InvalidateProjectCaches>(env)
+        }
+        "install_subscription" => check::<install_subscription::InstallSubscription>(env),
+        "purge_jobs" => check::<purge_jobs::PurgeJobs>(env),
+        "noop" => check::<noop::Noop>(env),
+        other => Err(format!("unknown job kind {other:?}")),
+    }?;
+    Ok(kind)
+}
+
+/// The dedup key an envelope's kind derives from its args.
+pub fn dedup_key_of(env: &Envelope) -> Option<String> {
+    fn key<J: Job>(env: &Envelope) -> Option<String> {
+        env.decode::<J>().ok().and_then(|j| j.dedup_key())
+    }
+    match env.job.as_str() {
+        "process_webhook" => key::<process_webhook::ProcessWebhook>(env),
+        "sync_status_outbound" => key::<sync_status_outbound::SyncStatusOutbound>(env),
+        "sync_assignee_outbound" => key::<sync_assignee_outbound::SyncAssigneeOutbound>(env),
+        "invalidate_project_caches" => {
+            key::<invalidate_project_caches::InvalidateProjectCaches>(env)
+        }
+        "install_subscription" => key::<install_subscription::InstallSubscription>(env),
+        "purge_jobs" => key::<purge_jobs::PurgeJobs>(env),
+        "noop" => key::<noop::Noop>(env),
+        _ => None,
+    }
+}

@@ -5,6 +5,7 @@
 pub mod external;
 pub mod groups;
 pub mod integrations;
+pub mod jobs;
 pub mod organizations;
 pub mod projects;
 pub mod teams;

@@ -271,3 +271,173 @@ macro_rules! backend_tests {
         )*
     };
 }
+
+/// Worker pools running inside the test process; stopped (gracefully) on drop.
+pub struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl TestApp {
+    /// Starts all worker pools in this process.
+    pub fn start_workers(&self) -> Workers {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let pools = issuesync::worker::pools(&self.state, &[], None).expect("pools");
+        let handle = tokio::spawn(issuesync::worker::run_pools(self.state.clone(), pools, rx));
+        Workers {
+            stop: tx,
+            handle: Some(handle),
+        }
+    }
+
+    /// Enqueues a job in its own transaction.
+    pub async fn enqueue<J: issuesync_jobs::Job>(
+        &self,
+        job: &J,
+    ) -> issuesync::store::jobs::Enqueued {
+        let mut tx = self.state.db.begin().await.expect("begin");
+        let r = issuesync::worker::enqueue(&mut tx, job)
+            .await
+            .expect("enqueue");
+        tx.commit().await.expect("commit");
+        r
+    }
+
+    pub async fn job(&self, id: &str) -> issuesync::ops::JobDetail {
+        issuesync::ops::show(&self.state.db, id).await.expect("job")
+    }
+
+    /// Waits until the job is in `state` (or panics after `secs`).
+    pub async fn wait_job_state(
+        &self,
+        id: &str,
+        state: &str,
+        secs: u64,
+    ) -> issuesync::ops::JobDetail {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let j = self.job(id).await;
+            if j.job.state == state {
+                return j;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} is {} not {state} after {secs}s: {:?}",
+                j.job.state,
+                j.history
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn ledger(&self, marker: &str) -> (i64, i64) {
+        let mut tx = self.state.db.begin().await.expect("begin");
+        issuesync::store::jobs::count_ledger(&mut tx, marker)
+            .await
+            .expect("ledger")
+    }
+
+    /// Environment for a child `issuesync` process on this app's database.
+    pub fn child_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("DATABASE_URL".to_string(), self.db.url.clone()),
+            ("ISSUESYNC_ADMIN_TOKEN".into(), TOKEN.into()),
+            ("ISSUESYNC_QUEUE__BACKOFF_BASE_MS".into(), "1000".into()),
+            ("ISSUESYNC_QUEUE__HEARTBEAT_SECS".into(), "1".into()),
+            ("ISSUESYNC_QUEUE__MISSED_HEARTBEATS".into(), "2".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        if let Some(r) = &self.redis_url {
+            env.push(("REDIS_URL".into(), r.clone()));
+        }
+        env
+    }
+
+    /// Spawns `issuesync <args>` on this app's database.
+    pub fn spawn_child(&self, args: &[&str]) -> Child {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_issuesync"));
+        c.args(args)
+            .envs(self.child_env())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        Child(c.spawn().expect("spawn issuesync"))
+    }
+
+    /// Runs `issuesync <args>` to completion; returns (exit code, stdout).
+    pub fn run_cli(&self, args: &[&str]) -> (i32, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_issuesync"))
+            .args(args)
+            .envs(self.child_env())
+            .output()
+            .expect("run issuesync");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    }
+}
+
+/// A child process, killed on drop.
+pub struct Child(pub std::process::Child);
+
+impl Child {
+    pub fn signal(&self, sig: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.0.id().to_string()])
+            .status();
+    }
+
+    /// Waits for exit up to `secs`; returns the exit status.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Generates one #[tokio::test] per database backend (no Redis) for an async fn(TestApp).
+#[macro_export]
+macro_rules! db_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(app) = common::spawn_app(common::Backend::Sqlite, common::Seq::Local).await { super::$name(app).await }
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = common::spawn_app(common::Backend::Postgres, common::Seq::Local).await { super::$name(app).await }
+                }
+            }
+        )*
+    };
+}

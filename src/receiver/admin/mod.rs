@@ -1,6 +1,7 @@
 //! The admin API under `/api/v1`, behind `Authorization: Bearer $ISSUESYNC_ADMIN_TOKEN`.
 
 mod integrations;
+mod jobs;
 mod orgs;
 mod projects;
 mod users;
@@ -23,6 +24,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(users::routes())
         .merge(projects::routes())
         .merge(integrations::routes())
+        .merge(jobs::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin_token))
 }
 

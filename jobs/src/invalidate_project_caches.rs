@@ -1,0 +1,39 @@
+//! Delete the per-group cache keys of a project's recently seen groups, 1000 a page (spec §8).
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheKind {
+    /// `assignee_exists:1:{group_id}`
+    AssigneeExists,
+    /// `owner_exists:1:{group_id}`
+    OwnerDebounce,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvalidateProjectCaches {
+    pub project_id: i64,
+    pub kind: CacheKind,
+}
+
+impl crate::Job for InvalidateProjectCaches {
+    const JOB_NAME: &'static str = "invalidate_project_caches";
+    const QUEUE: &'static str = crate::queues::MAINTENANCE;
+    const MAX_ATTEMPTS: u32 = 10;
+    const TIMEOUT_SECS: u64 = 600;
+    fn dedup_key(&self) -> Option<String> {
+        let kind = match self.kind {
+            CacheKind::AssigneeExists => "assignee_exists",
+            CacheKind::OwnerDebounce => "owner_debounce",
+        };
+        Some(format!("invalidate:{}:{kind}", self.project_id))
+    }
+}
+
+#[test]
+fn round_trip() {
+    crate::round_trip(InvalidateProjectCaches {
+        project_id: 1,
+        kind: CacheKind::OwnerDebounce,
+    });
+}

@@ -1,0 +1,32 @@
+//! Push a group's assignee to one linked external issue (spec §6.2).
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncAssigneeOutbound {
+    pub external_issue_id: i64,
+    pub user_id: Option<i64>,
+    pub assign: bool,
+    /// The integration the change came from; never pushed back to it.
+    #[serde(default)]
+    pub source_integration_id: Option<i64>,
+}
+
+impl crate::Job for SyncAssigneeOutbound {
+    const JOB_NAME: &'static str = "sync_assignee_outbound";
+    const QUEUE: &'static str = crate::queues::OUTBOUND;
+    const MAX_ATTEMPTS: u32 = 6;
+    const TIMEOUT_SECS: u64 = 120;
+    fn dedup_key(&self) -> Option<String> {
+        Some(format!("assignee:{}", self.external_issue_id))
+    }
+}
+
+#[test]
+fn round_trip() {
+    crate::round_trip(SyncAssigneeOutbound {
+        external_issue_id: 3,
+        user_id: Some(7),
+        assign: true,
+        source_integration_id: Some(1),
+    });
+}

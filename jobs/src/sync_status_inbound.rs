@@ -1,0 +1,27 @@
+//! A provider changed an issue's status: resolve or unresolve the linked groups (spec §6.3).
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncStatusInbound {
+    pub integration_id: i64,
+    pub organization_id: i64,
+    pub issue_key: String,
+    /// Provider-specific change: ADO `{new_state, old_state, project}`, Jira `{changelog, issue}`.
+    pub data: serde_json::Value,
+}
+
+impl crate::Job for SyncStatusInbound {
+    const JOB_NAME: &'static str = "sync_status_inbound";
+    const QUEUE: &'static str = crate::queues::INBOUND;
+    const MAX_ATTEMPTS: u32 = 6;
+}
+
+#[test]
+fn round_trip() {
+    crate::round_trip(SyncStatusInbound {
+        integration_id: 1,
+        organization_id: 2,
+        issue_key: "31".into(),
+        data: serde_json::json!({"new_state": "Resolved", "old_state": "Active", "project": "p"}),
+    });
+}

@@ -1,0 +1,728 @@
+//! The job queue's rows, as SQL. apalis owns the tables (`apalis.jobs` on Postgres, `Jobs` on
+//! SQLite) and the fetch; it has no API to enqueue with a dedup report, finish a job our way,
+//! retry, kill, purge or count, so those are written here (spec/apalis-1.0-findings.md §2.8).
+//!
+//! Our workers "self-ack": apalis is configured with `persist_results(false)` and
+//! `lock_tasks(false)`, so a fetched row stays `Queued` with `lock_by = <worker>` and the
+//! dispatcher writes the outcome below. Every finish is fenced by `lock_by = <worker>`, so a
+//! job that was rescued (or killed) meanwhile is not overwritten by a late worker.
+//!
+//! States shown to operators, derived from apalis' columns:
+//! pending (due) · scheduled (not yet due) · running · failed (will retry) · dead · done.
+
+use serde::Serialize;
+use sqlx::types::chrono::{DateTime, Utc};
+
+use super::Result;
+use crate::db::Tx;
+
+pub const STATES: &[&str] = &["pending", "scheduled", "running", "failed", "dead", "done"];
+
+/// SQL condition for a state. `{now}` is replaced by the backend's epoch-seconds "now".
+fn state_condition(state: &str) -> Option<&'static str> {
+    Some(match state {
+        "pending" => "(status = 'Pending' AND {run_at} <= {now})",
+        "scheduled" => "(status = 'Pending' AND {run_at} > {now})",
+        "running" => "status IN ('Queued', 'Running')",
+        "failed" => "(status = 'Failed' AND attempts < max_attempts)",
+        "dead" => "(status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts))",
+        "done" => "status = 'Done'",
+        _ => return None,
+    })
+}
+
+/// The state column, as a SQL CASE over apalis' columns.
+const STATE_CASE: &str = "CASE WHEN status IN ('Queued','Running') THEN 'running' \
+    WHEN status = 'Done' THEN 'done' \
+    WHEN status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts) THEN 'dead' \
+    WHEN status = 'Failed' THEN 'failed' \
+    WHEN {run_at} > {now} THEN 'scheduled' ELSE 'pending' END";
+
+struct Dialect {
+    table: &'static str,
+    now: &'static str,
+    /// Epoch seconds of run_at.
+    run_at: &'static str,
+    /// Epoch milliseconds of a timestamp column (`{}` = column).
+    ms: fn(&str) -> String,
+    last_result: &'static str,
+}
+
+const PG: Dialect = Dialect {
+    table: "apalis.jobs",
+    now: "EXTRACT(EPOCH FROM now())",
+    run_at: "EXTRACT(EPOCH FROM run_at)",
+    ms: |c| format!("CAST(EXTRACT(EPOCH FROM {c}) * 1000 AS BIGINT)"),
+    last_result: "CAST(last_result AS TEXT)",
+};
+
+const SQLITE: Dialect = Dialect {
+    table: "Jobs",
+    now: "CAST(strftime('%s','now') AS INTEGER)",
+    run_at: "run_at",
+    ms: |c| format!("({c} * 1000)"),
+    last_result: "last_result",
+};
+
+fn dialect(tx: &Tx) -> &'static Dialect {
+    match tx {
+        Tx::Sqlite(_) => &SQLITE,
+        Tx::Pg(_) => &PG,
+    }
+}
+
+fn fill(d: &Dialect, sql: &str) -> String {
+    sql.replace("{table}", d.table)
+        .replace("{run_at}", d.run_at)
+        .replace("{now}", d.now)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub queue: String,
+    pub state: String,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at_ms: i64,
+    pub last_result: Option<String>,
+    pub lock_by: Option<String>,
+    pub done_at_ms: Option<i64>,
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+    #[serde(skip)]
+    pub job: Vec<u8>,
+}
+
+impl JobRow {
+    /// The last error message, if the last result was one.
+    pub fn last_error(&self) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(self.last_result.as_deref()?).ok()?;
+        v.get("Err").and_then(|e| e.as_str()).map(str::to_string)
+    }
+}
+
+fn select_list(d: &Dialect) -> String {
+    format!(
+        "id, job_type AS queue, {state} AS state, status, CAST(attempts AS INTEGER) AS attempts, \
+         CAST(max_attempts AS INTEGER) AS max_attempts, {run_at} AS run_at_ms, {lr} AS last_result, lock_by, \
+         {done} AS done_at_ms, CAST(COALESCE(priority, 0) AS INTEGER) AS priority, idempotency_key, job",
+        state = fill(d, STATE_CASE),
+        run_at = (d.ms)("run_at"),
+        lr = d.last_result,
+        done = (d.ms)("done_at"),
+    )
+}
+
+pub struct NewJob<'a> {
+    pub queue: &'a str,
+    /// The JSON envelope.
+    pub payload: Vec<u8>,
+    pub max_attempts: i32,
+    /// `None` = now (the database's clock).
+    pub run_at: Option<DateTime<Utc>>,
+    pub dedup_key: Option<String>,
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", content = "id", rename_all = "snake_case")]
+pub enum Enqueued {
+    New(String),
+    /// An unfinished job with the same dedup key exists; nothing was enqueued.
+    Duplicate(String),
+}
+
+impl Enqueued {
+    pub fn id(&self) -> &str {
+        match self {
+            Enqueued::New(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Inserts a job inside the caller's transaction. With a dedup key, a finished holder of the
+/// key gives it up first, and an unfinished one makes this a no-op (`Duplicate`). Written by
+/// hand: apalis' `push_tasks` aborts the Postgres transaction on a duplicate and reports
+/// nothing on SQLite.
+pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>) -> Result<Enqueued> {
+    let d = dialect(tx);
+    if let Some(key) = &job.dedup_key {
+        let sql = fill(
+            d,
+            "UPDATE {table} SET idempotency_key = NULL WHERE job_type = $1 AND idempotency_key = $2 \
+             AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
+        );
+        exec2(tx, &sql, job.queue, key).await?;
+    }
+    let id = ulid::Ulid::generate().to_string();
+    let inserted = match tx {
+        Tx::Pg(t) => sqlx::query(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key) \
+             VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE($5, now()), $6, $7) \
+             ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(job.queue)
+        .bind(&job.payload)
+        .bind(job.max_attempts)
+        .bind(job.run_at)
+        .bind(job.priority)
+        .bind(&job.dedup_key)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+        Tx::Sqlite(t) => {
+            // run_at has 1 s resolution here: round up so a job never runs early.
+            let run_at = job.run_at.map(|t| (t.timestamp_millis() + 999).div_euclid(1000));
+            sqlx::query(
+                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key) \
+                 VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE($5, CAST(strftime('%s','now') AS INTEGER)), $6, '{}', $7) \
+                 ON CONFLICT (job_type, idempotency_key) DO NOTHING",
+            )
+            .bind(&job.payload)
+            .bind(&id)
+            .bind(job.queue)
+            .bind(job.max_attempts)
+            .bind(run_at)
+            .bind(job.priority)
+            .bind(&job.dedup_key)
+            .execute(&mut **t)
+            .await?
+            .rows_affected()
+        }
+    };
+    if inserted == 1 {
+        return Ok(Enqueued::New(id));
+    }
+    let sql = fill(
+        d,
+        "SELECT id FROM {table} WHERE job_type = $1 AND idempotency_key = $2",
+    );
+    let key = job.dedup_key.as_deref().unwrap_or_default();
+    let existing: Option<String> = match tx {
+        Tx::Pg(t) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(job.queue)
+                .bind(key)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(job.queue)
+                .bind(key)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    };
+    Ok(Enqueued::Duplicate(existing.unwrap_or_default()))
+}
+
+async fn exec2(tx: &mut Tx, sql: &str, a: &str, b: &str) -> Result<u64> {
+    let sql = sql.to_string();
+    Ok(match tx {
+        Tx::Pg(t) => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(a)
+            .bind(b)
+            .execute(&mut **t)
+            .await?
+            .rows_affected(),
+        Tx::Sqlite(t) => sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(a)
+            .bind(b)
+            .execute(&mut **t)
+            .await?
+            .rows_affected(),
+    })
+}
+
+/// The outcome the dispatcher writes for an attempt.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Done,
+    /// Retry at the given time, or dead when this was the last attempt.
+    Retry {
+        error: String,
+        at: DateTime<Utc>,
+    },
+    Dead {
+        reason: String,
+    },
+    /// Run again at the given time without using up the attempt.
+    Snooze {
+        reason: String,
+        until: DateTime<Utc>,
+    },
+}
+
+/// Writes the outcome of an attempt of job `id` held by `worker`. Returns the state the job
+/// is now in, or `None` when the worker no longer holds it (rescued or killed meanwhile).
+pub async fn finish_job(
+    tx: &mut Tx,
+    id: &str,
+    worker: &str,
+    finish: &Finish,
+) -> Result<Option<String>> {
+    let d = dialect(tx);
+    let (set, err, at): (&str, Option<String>, Option<DateTime<Utc>>) = match finish {
+        Finish::Done => (
+            "status = 'Done', attempts = attempts + 1, last_result = {ok}, done_at = {now_ts}",
+            None,
+            None,
+        ),
+        Finish::Retry { error, at } => (
+            "attempts = attempts + 1, \
+             status = CASE WHEN attempts + 1 >= max_attempts THEN 'Killed' ELSE 'Failed' END, \
+             done_at = CASE WHEN attempts + 1 >= max_attempts THEN {now_ts} ELSE NULL END, \
+             run_at = {at}, last_result = {err}",
+            Some(error.clone()),
+            Some(*at),
+        ),
+        Finish::Dead { reason } => (
+            "status = 'Killed', attempts = attempts + 1, done_at = {now_ts}, last_result = {err}",
+            Some(reason.clone()),
+            None,
+        ),
+        Finish::Snooze { reason, until } => (
+            "status = 'Pending', run_at = {at}, last_result = {err}",
+            Some(format!("snoozed: {reason}")),
+            Some(*until),
+        ),
+    };
+    let sql = match tx {
+        Tx::Pg(_) => set
+            .replace("{ok}", "'{\"Ok\":null}'::jsonb")
+            .replace("{now_ts}", "now()")
+            .replace("{at}", "$3")
+            .replace("{err}", "jsonb_build_object('Err', CAST($4 AS TEXT))"),
+        Tx::Sqlite(_) => set
+            .replace("{ok}", "'{\"Ok\":null}'")
+            .replace("{now_ts}", "CAST(strftime('%s','now') AS INTEGER)")
+            .replace("{at}", "$3")
+            .replace("{err}", "json_object('Err', $4)"),
+    };
+    let sql = format!(
+        "UPDATE {} SET {sql}, lock_by = NULL, lock_at = NULL WHERE id = $1 AND lock_by = $2 \
+         RETURNING {} AS state",
+        d.table,
+        fill(d, STATE_CASE)
+    );
+    let state: Option<String> = match tx {
+        Tx::Pg(t) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(worker)
+                .bind(at)
+                .bind(err)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            let at = at.map(|t| (t.timestamp_millis() + 999).div_euclid(1000));
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(worker)
+                .bind(at)
+                .bind(err)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    };
+    Ok(state)
+}
+
+pub struct AttemptRecord<'a> {
+    pub job_id: &'a str,
+    pub queue: &'a str,
+    pub job_name: &'a str,
+    pub attempt: i32,
+    pub outcome: &'a str,
+    pub error: Option<&'a str>,
+    pub worker: &'a str,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+/// Appends one attempt to the job's history.
+pub async fn record_attempt(tx: &mut Tx, a: &AttemptRecord<'_>) -> Result<()> {
+    crate::on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO job_attempts (job_id, queue, job_name, attempt, outcome, error, worker, started_at, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    )
+    .bind(a.job_id)
+    .bind(a.queue)
+    .bind(a.job_name)
+    .bind(a.attempt)
+    .bind(a.outcome)
+    .bind(a.error)
+    .bind(a.worker)
+    .bind(a.started_at)
+    .bind(a.finished_at)
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub worker: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+pub async fn list_attempts(tx: &mut Tx, job_id: &str) -> Result<Vec<AttemptRow>> {
+    Ok(crate::on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT CAST(attempt AS INTEGER) AS attempt, outcome, error, worker, started_at, finished_at \
+         FROM job_attempts WHERE job_id = $1 ORDER BY id"
+    )
+    .bind(job_id)
+    .fetch_all(c)
+    .await
+    })?)
+}
+
+pub async fn find_job(tx: &mut Tx, id: &str) -> Result<Option<JobRow>> {
+    let d = dialect(tx);
+    let sql = format!("SELECT {} FROM {} WHERE id = $1", select_list(d), d.table);
+    Ok(match tx {
+        Tx::Pg(t) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    })
+}
+
+/// A filter over jobs: by state, queue, job name and a text in the payload.
+#[derive(Debug, Default, Clone)]
+pub struct JobFilter {
+    pub state: Option<String>,
+    pub queue: Option<String>,
+    /// Matches the envelope's `"job":"<name>"`.
+    pub job_name: Option<String>,
+    /// A substring of the payload (e.g. an external issue key).
+    pub search: Option<String>,
+    pub ids: Option<Vec<String>>,
+}
+
+/// WHERE clause and its text binds ($1.. in order).
+fn filter_sql(d: &Dialect, f: &JobFilter, first_bind: usize) -> Result<(String, Vec<String>)> {
+    let mut conds = vec!["1 = 1".to_string()];
+    let mut binds = Vec::new();
+    if let Some(s) = &f.state {
+        let c =
+            state_condition(s).ok_or_else(|| super::StoreError::NotFound(format!("state {s}")))?;
+        conds.push(fill(d, c));
+    }
+    let payload = if d.table == "Jobs" {
+        "CAST(job AS TEXT)"
+    } else {
+        "convert_from(job, 'UTF8')"
+    };
+    let mut add = |cond: String, v: String| {
+        binds.push(v);
+        conds.push(cond.replace("$?", &format!("${}", first_bind + binds.len() - 1)));
+    };
+    if let Some(q) = &f.queue {
+        add("job_type = $?".into(), q.clone());
+    }
+    if let Some(n) = &f.job_name {
+        add(format!("{payload} LIKE $?"), format!("{{\"job\":\"{n}\"%"));
+    }
+    if let Some(s) = &f.search {
+        let escaped = s
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        add(
+            format!("{payload} LIKE $? ESCAPE '\\'"),
+            format!("%{escaped}%"),
+        );
+    }
+    if let Some(ids) = &f.ids {
+        let mut parts = Vec::new();
+        for id in ids {
+            binds.push(id.clone());
+            parts.push(format!("${}", first_bind + binds.len() - 1));
+        }
+        if parts.is_empty() {
+            conds.push("1 = 0".into());
+        } else {
+            conds.push(format!("id IN ({})", parts.join(", ")));
+        }
+    }
+    Ok((conds.join(" AND "), binds))
+}
+
+/// Jobs matching a filter, newest run time first.
+pub async fn list_jobs(tx: &mut Tx, f: &JobFilter, limit: i64) -> Result<Vec<JobRow>> {
+    let d = dialect(tx);
+    let (cond, binds) = filter_sql(d, f, 1)?;
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {cond} ORDER BY run_at DESC, id DESC LIMIT {}",
+        select_list(d),
+        d.table,
+        limit.clamp(1, 10_000)
+    );
+    Ok(match tx {
+        Tx::Pg(t) => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for b in &binds {
+                q = q.bind(b);
+            }
+            q.fetch_all(&mut **t).await?
+        }
+        Tx::Sqlite(t) => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for b in &binds {
+                q = q.bind(b);
+            }
+            q.fetch_all(&mut **t).await?
+        }
+    })
+}
+
+async fn update_filtered(
+    tx: &mut Tx,
+    set: &str,
+    f: &JobFilter,
+    extra: &str,
+    reason: Option<&str>,
+) -> Result<u64> {
+    let d = dialect(tx);
+    let first = if reason.is_some() { 2 } else { 1 };
+    let (cond, binds) = filter_sql(d, f, first)?;
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {cond} AND {extra}",
+        d.table,
+        fill(d, set)
+    );
+    Ok(match tx {
+        Tx::Pg(t) => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            if let Some(r) = reason {
+                q = q.bind(r);
+            }
+            for b in &binds {
+                q = q.bind(b);
+            }
+            q.execute(&mut **t).await?.rows_affected()
+        }
+        Tx::Sqlite(t) => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            if let Some(r) = reason {
+                q = q.bind(r);
+            }
+            for b in &binds {
+                q = q.bind(b);
+            }
+            q.execute(&mut **t).await?.rows_affected()
+        }
+    })
+}
+
+/// Makes matching jobs runnable now with attempts reset. Running jobs are left alone.
+pub async fn retry_jobs(tx: &mut Tx, f: &JobFilter) -> Result<u64> {
+    let now_ts = match tx {
+        Tx::Pg(_) => "now()",
+        Tx::Sqlite(_) => "CAST(strftime('%s','now') AS INTEGER)",
+    };
+    let set = format!(
+        "status = 'Pending', attempts = 0, run_at = {now_ts}, lock_by = NULL, lock_at = NULL, done_at = NULL"
+    );
+    update_filtered(tx, &set, f, "status NOT IN ('Queued', 'Running')", None).await
+}
+
+/// Moves matching unfinished jobs to dead with a reason. A running job is killed too: its
+/// worker's fenced finish will then not overwrite the kill.
+pub async fn kill_jobs(tx: &mut Tx, f: &JobFilter, reason: &str) -> Result<u64> {
+    let set = match tx {
+        Tx::Pg(_) => {
+            "status = 'Killed', done_at = now(), lock_by = NULL, lock_at = NULL, last_result = jsonb_build_object('Err', CAST($1 AS TEXT))"
+        }
+        Tx::Sqlite(_) => {
+            "status = 'Killed', done_at = CAST(strftime('%s','now') AS INTEGER), lock_by = NULL, lock_at = NULL, last_result = json_object('Err', $1)"
+        }
+    };
+    update_filtered(
+        tx,
+        set,
+        f,
+        "status <> 'Done' AND status <> 'Killed'",
+        Some(reason),
+    )
+    .await
+}
+
+/// Deletes done or dead jobs finished more than `older_than_secs` ago (and their history).
+pub async fn purge_jobs(tx: &mut Tx, state: &str, older_than_secs: i64) -> Result<u64> {
+    let d = dialect(tx);
+    let cond = state_condition(state)
+        .filter(|_| matches!(state, "done" | "dead"))
+        .ok_or_else(|| {
+            super::StoreError::NotFound(format!("purgeable state {state} (done or dead)"))
+        })?;
+    let done_at = match tx {
+        Tx::Pg(_) => "EXTRACT(EPOCH FROM COALESCE(done_at, run_at))",
+        Tx::Sqlite(_) => "COALESCE(done_at, run_at)",
+    };
+    let sql = format!(
+        "DELETE FROM {} WHERE {} AND {done_at} < {} - $1 RETURNING id",
+        d.table,
+        fill(d, cond),
+        d.now
+    );
+    let ids: Vec<String> = match tx {
+        Tx::Pg(t) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(older_than_secs)
+                .fetch_all(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(older_than_secs)
+                .fetch_all(&mut **t)
+                .await?
+        }
+    };
+    for chunk in ids.chunks(500) {
+        let f = JobFilter {
+            ids: Some(chunk.to_vec()),
+            ..Default::default()
+        };
+        let (cond, binds) = filter_sql(d, &f, 1)?;
+        let sql = format!(
+            "DELETE FROM job_attempts WHERE {}",
+            cond.replace("id IN", "job_id IN")
+        );
+        match tx {
+            Tx::Pg(t) => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for b in &binds {
+                    q = q.bind(b);
+                }
+                q.execute(&mut **t).await?;
+            }
+            Tx::Sqlite(t) => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for b in &binds {
+                    q = q.bind(b);
+                }
+                q.execute(&mut **t).await?;
+            }
+        }
+    }
+    Ok(ids.len() as u64)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct QueueStateCount {
+    pub queue: String,
+    pub state: String,
+    pub count: i64,
+}
+
+/// Counts per queue and state.
+pub async fn count_by_queue_and_state(tx: &mut Tx) -> Result<Vec<QueueStateCount>> {
+    let d = dialect(tx);
+    let sql = format!(
+        "SELECT job_type AS queue, {state} AS state, COUNT(*) AS count FROM {} GROUP BY job_type, {state} ORDER BY job_type, {state}",
+        d.table,
+        state = fill(d, STATE_CASE)
+    );
+    Ok(match tx {
+        Tx::Pg(t) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut **t)
+                .await?
+        }
+    })
+}
+
+/// Age in seconds of the oldest due job per queue (pending, or failed and due).
+pub async fn oldest_pending_age(tx: &mut Tx) -> Result<Vec<(String, i64)>> {
+    let d = dialect(tx);
+    let sql = fill(
+        d,
+        "SELECT job_type, CAST(MAX({now} - {run_at}) AS BIGINT) FROM {table} \
+         WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) AND {run_at} <= {now} \
+         GROUP BY job_type",
+    );
+    Ok(match tx {
+        Tx::Pg(t) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut **t)
+                .await?
+        }
+    })
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Throughput {
+    pub queue: String,
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// Attempts finished since `since_ms`, per queue and outcome.
+pub async fn attempts_since(tx: &mut Tx, since_ms: i64) -> Result<Vec<Throughput>> {
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(
+        "SELECT queue, outcome, COUNT(*) AS count FROM job_attempts WHERE finished_at >= $1 \
+         GROUP BY queue, outcome ORDER BY queue, outcome"
+    )
+    .bind(since_ms)
+    .fetch_all(c)
+    .await)?)
+}
+
+/// Records a diagnostic side effect of a noop job (committed on its own).
+pub async fn insert_ledger(tx: &mut Tx, job_id: &str, marker: &str, attempt: i32) -> Result<()> {
+    crate::on_tx!(tx, |c| sqlx::query(
+        "INSERT INTO job_ledger (job_id, marker, attempt, created_at) VALUES ($1, $2, $3, $4)"
+    )
+    .bind(job_id)
+    .bind(marker)
+    .bind(attempt)
+    .bind(crate::now_ms())
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+/// (executions, distinct jobs) recorded under a ledger marker.
+pub async fn count_ledger(tx: &mut Tx, marker: &str) -> Result<(i64, i64)> {
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT job_id) FROM job_ledger WHERE marker = $1"
+    )
+    .bind(marker)
+    .fetch_one(c)
+    .await)?)
+}

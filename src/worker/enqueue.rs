@@ -1,0 +1,65 @@
+//! Typed enqueue: producers put a job from the `jobs` contract into the queue, inside their
+//! own transaction.
+
+use chrono::{DateTime, Utc};
+use issuesync_jobs::{Envelope, Job};
+
+use crate::db::Tx;
+use crate::store::StoreError;
+use crate::store::jobs::{self, Enqueued, NewJob};
+
+/// Enqueues `job` to run now, in the caller's transaction.
+pub async fn enqueue<J: Job>(tx: &mut Tx, job: &J) -> Result<Enqueued, StoreError> {
+    enqueue_at(tx, job, None).await
+}
+
+/// Enqueues `job` to run at `run_at` (now when `None`).
+pub async fn enqueue_at<J: Job>(
+    tx: &mut Tx,
+    job: &J,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<Enqueued, StoreError> {
+    let envelope = Envelope::of(job)
+        .map_err(|e| StoreError::Conflict(format!("cannot encode {}: {e}", J::JOB_NAME)))?;
+    enqueue_envelope(
+        tx,
+        J::QUEUE,
+        J::MAX_ATTEMPTS,
+        &envelope,
+        job.dedup_key(),
+        run_at,
+    )
+    .await
+}
+
+/// Enqueues an already-built envelope (the admin API and replays use this).
+pub async fn enqueue_envelope(
+    tx: &mut Tx,
+    queue: &str,
+    max_attempts: u32,
+    envelope: &Envelope,
+    dedup_key: Option<String>,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<Enqueued, StoreError> {
+    let payload = serde_json::to_vec(envelope)
+        .map_err(|e| StoreError::Conflict(format!("cannot encode job: {e}")))?;
+    let r = jobs::enqueue(
+        tx,
+        &NewJob {
+            queue,
+            payload,
+            max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
+            run_at,
+            dedup_key,
+            priority: 0,
+        },
+    )
+    .await?;
+    let result = if matches!(r, Enqueued::New(_)) {
+        "new"
+    } else {
+        "duplicate"
+    };
+    metrics::counter!("issuesync_jobs_enqueued_total", "job" => envelope.job.clone(), "result" => result).increment(1);
+    Ok(r)
+}

@@ -1,0 +1,424 @@
+//! Queue wiring: one apalis worker per queue on the database that holds our data, our poll
+//! strategies, and a dispatcher that runs one handler per job kind and writes the outcome
+//! itself (backoff, snooze, dead), because apalis' SQL backends have no backoff and would
+//! re-fetch a failed job at once (spec/apalis-1.0-findings.md §2.7).
+
+pub mod enqueue;
+pub mod error;
+pub mod handlers;
+pub mod poll;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::*;
+use futures::FutureExt;
+use issuesync_jobs::{Envelope, Job};
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use self::enqueue::{enqueue, enqueue_at};
+use self::error::JobError;
+use self::poll::{Both, Tick, Wake};
+use crate::db::{Db, SQLITE_JOB_INSERTS};
+use crate::now_ms;
+use crate::startup::AppState;
+use crate::store::jobs::{self, AttemptRecord, Finish};
+
+/// What a handler gets besides its payload.
+pub struct JobCtx {
+    pub state: AppState,
+    pub job_id: String,
+    /// 1 on the first attempt.
+    pub attempt: i32,
+}
+
+/// Decodes the payload as `J`; a payload that does not fit is a permanent error.
+fn decode<J: Job>(env: &Envelope) -> Result<J, JobError> {
+    env.decode::<J>().map_err(JobError::Permanent)
+}
+
+/// Routes an envelope to the handler of its kind.
+async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
+    use issuesync_jobs::*;
+    match env.job.as_str() {
+        noop::Noop::JOB_NAME => handlers::noop(decode(env)?, ctx).await,
+        purge_jobs::PurgeJobs::JOB_NAME => handlers::purge_jobs(decode(env)?, ctx).await,
+        other => Err(JobError::Permanent(format!(
+            "no handler for job kind {other:?} in this version"
+        ))),
+    }
+}
+
+/// Retry delay after attempt `attempt` (1-based): exponential, capped, with jitter in [0.75, 1]
+/// so that successive delays always grow and a burst of failures spreads out.
+pub fn backoff(attempt: i32, base_ms: u64, max_secs: u64) -> Duration {
+    let exp = 2u64.saturating_pow(attempt.saturating_sub(1).clamp(0, 30) as u32);
+    let ms = base_ms
+        .saturating_mul(exp)
+        .min(max_secs.saturating_mul(1000));
+    let jitter = rand::rng().random_range(0.75..=1.0);
+    Duration::from_millis((ms as f64 * jitter) as u64)
+}
+
+/// The apalis handler: every job of every queue comes through here.
+async fn dispatch(
+    job: Value,
+    id: TaskId,
+    attempt: Attempt,
+    worker: WorkerContext,
+    state: Data<AppState>,
+) -> Result<(), BoxDynError> {
+    let started_ms = now_ms();
+    let started = Instant::now();
+    let job_id = id.to_string();
+    let worker_name = worker.name().to_string();
+    let attempt = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
+    let state: AppState = (*state).clone();
+
+    let env: Result<Envelope, _> = serde_json::from_value(job);
+    let (name, queue, outcome) = match env {
+        Err(e) => (
+            "?".to_string(),
+            "?",
+            Err(JobError::Permanent(format!(
+                "undecodable job envelope: {e}"
+            ))),
+        ),
+        Ok(env) => {
+            let kind = issuesync_jobs::kind(&env.job);
+            let queue = kind.map(|k| k.queue).unwrap_or("?");
+            let timeout = Duration::from_secs(kind.map(|k| k.timeout_secs).unwrap_or(60));
+            let ctx = JobCtx {
+                state: state.clone(),
+                job_id: job_id.clone(),
+                attempt,
+            };
+            let run = AssertUnwindSafe(run_envelope(&env, &ctx)).catch_unwind();
+            let outcome = match tokio::time::timeout(timeout, run).await {
+                Err(_) => Err(JobError::Transient(format!(
+                    "timed out after {}s",
+                    timeout.as_secs()
+                ))),
+                Ok(Err(panic)) => Err(JobError::Transient(format!(
+                    "panicked: {}",
+                    panic_message(&*panic)
+                ))),
+                Ok(Ok(r)) => r,
+            };
+            (env.job, queue, outcome)
+        }
+    };
+
+    let q = &state.settings.queue;
+    let (finish, label) = match &outcome {
+        Ok(()) => (Finish::Done, "done"),
+        Err(JobError::Transient(e)) => {
+            let at = chrono::Utc::now() + backoff(attempt, q.backoff_base_ms, q.backoff_max_secs);
+            (
+                Finish::Retry {
+                    error: e.clone(),
+                    at,
+                },
+                "retry",
+            )
+        }
+        Err(JobError::Permanent(e)) => (Finish::Dead { reason: e.clone() }, "dead"),
+        Err(JobError::RateLimited { reason, until }) => (
+            Finish::Snooze {
+                reason: reason.clone(),
+                until: *until,
+            },
+            "snoozed",
+        ),
+    };
+    let error = outcome.as_ref().err().map(|e| e.to_string());
+    let written = write_outcome(
+        &state.db,
+        &job_id,
+        &worker_name,
+        &finish,
+        &AttemptRecord {
+            job_id: &job_id,
+            queue,
+            job_name: &name,
+            attempt,
+            outcome: label,
+            error: error.as_deref(),
+            worker: &worker_name,
+            started_at: started_ms,
+            finished_at: now_ms(),
+        },
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let final_label = match &written {
+        Ok(Some(s)) if label == "retry" && s == "dead" => "dead",
+        _ => label,
+    };
+    metrics::histogram!("issuesync_job_duration_seconds", "job" => name.clone()).record(elapsed);
+    metrics::counter!("issuesync_job_attempts_total", "job" => name.clone(), "outcome" => final_label).increment(1);
+    match written {
+        Ok(Some(_)) => {
+            if let Some(e) = &error {
+                tracing::warn!(job_id, job = name, attempt, outcome = final_label, error = %e, "job attempt failed");
+            } else {
+                tracing::debug!(job_id, job = name, attempt, "job done");
+            }
+        }
+        Ok(None) => tracing::warn!(
+            job_id,
+            job = name,
+            "job was rescued or killed while it ran; its outcome is dropped"
+        ),
+        Err(e) => {
+            tracing::error!(job_id, job = name, error = %e, "cannot record the job outcome; it will be rescued")
+        }
+    }
+    Ok(())
+}
+
+/// Writes the outcome and the attempt row in one transaction; `None` when the worker no
+/// longer holds the job.
+async fn write_outcome(
+    db: &Db,
+    id: &str,
+    worker: &str,
+    finish: &Finish,
+    record: &AttemptRecord<'_>,
+) -> Result<Option<String>, crate::store::StoreError> {
+    let mut tx = db.begin().await?;
+    let state = jobs::finish_job(&mut tx, id, worker, finish).await?;
+    if state.is_some() {
+        let outcome = match (&state, record.outcome) {
+            (Some(s), "retry") if s == "dead" => "dead",
+            (_, o) => o,
+        };
+        jobs::record_attempt(&mut tx, &AttemptRecord { outcome, ..*record }).await?;
+    }
+    tx.commit().await?;
+    Ok(state)
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Which queues to run, and how many jobs at once on each.
+#[derive(Clone, Debug)]
+pub struct PoolSpec {
+    pub queue: String,
+    pub concurrency: usize,
+}
+
+/// The pools of `queues` (all when empty), with per-queue concurrency from config unless
+/// `concurrency` overrides it.
+pub fn pools(
+    state: &AppState,
+    queues: &[String],
+    concurrency: Option<usize>,
+) -> Result<Vec<PoolSpec>, String> {
+    let names: Vec<String> = if queues.is_empty() {
+        issuesync_jobs::queues::ALL
+            .iter()
+            .map(|q| q.to_string())
+            .collect()
+    } else {
+        queues.to_vec()
+    };
+    names
+        .into_iter()
+        .map(|q| {
+            if !issuesync_jobs::queues::ALL.contains(&q.as_str()) {
+                return Err(format!(
+                    "unknown queue {q:?}; queues are {:?}",
+                    issuesync_jobs::queues::ALL
+                ));
+            }
+            let concurrency = concurrency
+                .unwrap_or_else(|| state.settings.queue.concurrency_of(&q))
+                .max(1);
+            Ok(PoolSpec {
+                queue: q,
+                concurrency,
+            })
+        })
+        .collect()
+}
+
+/// Runs the pools until `shutdown` flips to true, then lets in-flight jobs finish (up to
+/// `queue.shutdown_timeout_secs`). A worker whose backend fails (database restart) is
+/// restarted with a growing pause, so an outage does not spin.
+pub async fn run_pools(state: AppState, pools: Vec<PoolSpec>, shutdown: watch::Receiver<bool>) {
+    let instance = format!(
+        "{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for pool in pools {
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        let instance = instance.clone();
+        tasks.spawn(async move { supervise(state, pool, instance, shutdown).await });
+    }
+    tokio::spawn(schedule_retention(state.clone(), shutdown.clone()));
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn supervise(
+    state: AppState,
+    pool: PoolSpec,
+    instance: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut run = 0usize;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let name = format!("{}-{instance}-{run}", pool.queue);
+        let started = Instant::now();
+        let result = run_worker(&state, &pool, &name, shutdown.clone()).await;
+        if *shutdown.borrow() {
+            tracing::info!(worker = name, "worker stopped");
+            return;
+        }
+        run += 1;
+        // Back off 1 s, 2 s, … 10 s while it keeps failing fast; reset after a good run.
+        let pause = if started.elapsed() > Duration::from_secs(60) {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs((run as u64).min(10))
+        };
+        match result {
+            Ok(()) => tracing::warn!(worker = name, "worker ended; restarting"),
+            Err(e) => {
+                tracing::warn!(worker = name, error = %e, pause_s = pause.as_secs(), "worker failed; restarting")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn run_worker(
+    state: &AppState,
+    pool: &PoolSpec,
+    name: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let q = &state.settings.queue;
+    let heartbeat = Duration::from_secs(q.heartbeat_secs);
+    let grace = Duration::from_secs(q.shutdown_timeout_secs);
+    let mut stop = shutdown.clone();
+    let signal = async move {
+        let _ = stop.wait_for(|s| *s).await;
+        Ok::<(), std::io::Error>(())
+    };
+    // batch_size(1): a job is fetched only when a slot is free, so nothing fetched is left
+    // unstarted at shutdown (apalis would re-queue those with attempts+1).
+    let fut = match &state.db {
+        Db::Pg(p) => {
+            let cfg = apalis_postgres::Config::default()
+                .queue(&pool.queue)
+                .batch_size(1)
+                .heartbeat_interval(heartbeat)
+                .missed_heartbeats(q.missed_heartbeats as usize)
+                .lock_tasks(false)
+                .persist_results(false);
+            let wake = apalis_postgres::Pubsub::new(p.clone(), pool.queue.clone());
+            let backend = apalis_postgres::PostgresStorage::<Value>::new(p)
+                .with_config(cfg)
+                .poll_with_strategy(Both(
+                    Wake(wake),
+                    Tick::new(Duration::from_millis(q.poll_interval_ms_postgres)),
+                ));
+            let worker = WorkerBuilder::new(name)
+                .backend(backend)
+                .concurrency(pool.concurrency)
+                .data(state.clone())
+                .build(dispatch);
+            with_grace(worker.run_until(signal), grace, shutdown.clone()).boxed()
+        }
+        Db::Sqlite(p) => {
+            let cfg = apalis_sqlite::Config::default()
+                .queue(&pool.queue)
+                .batch_size(1)
+                .heartbeat_interval(heartbeat)
+                .missed_heartbeats(q.missed_heartbeats as usize)
+                .lock_tasks(false)
+                .persist_results(false);
+            let backend = apalis_sqlite::SqliteStorage::<Value>::new(p)
+                .with_config(cfg)
+                .poll_with_strategy(Both(
+                    Wake(SQLITE_JOB_INSERTS.subscribe()),
+                    Tick::new(Duration::from_millis(q.poll_interval_ms_sqlite)),
+                ));
+            let worker = WorkerBuilder::new(name)
+                .backend(backend)
+                .concurrency(pool.concurrency)
+                .data(state.clone())
+                .build(dispatch);
+            with_grace(worker.run_until(signal), grace, shutdown.clone()).boxed()
+        }
+    };
+    tracing::info!(
+        worker = name,
+        queue = pool.queue,
+        concurrency = pool.concurrency,
+        "worker started"
+    );
+    fut.await
+}
+
+/// Bounds the drain after the shutdown signal: in-flight jobs get `grace` to finish; jobs
+/// still running then are dropped and later rescued by the heartbeat.
+async fn with_grace<F, E>(
+    run: F,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String>
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let deadline = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = run => r.map_err(|e| e.to_string()),
+        _ = deadline => Err(format!("jobs still running {}s after shutdown; left for rescue", grace.as_secs())),
+    }
+}
+
+/// Every worker process enqueues the hourly purge with a dedup key, so it runs once an hour.
+async fn schedule_retention(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let slot = chrono::Utc::now().timestamp() / 3600;
+        let job = issuesync_jobs::purge_jobs::PurgeJobs { slot };
+        let r = async {
+            let mut tx = state.db.begin().await?;
+            enqueue(&mut tx, &job).await?;
+            tx.commit().await?;
+            Ok::<_, crate::store::StoreError>(())
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot schedule the retention job");
+        }
+    }
+}
