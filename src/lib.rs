@@ -3,6 +3,7 @@
 //! Layout follows DESIGN.md: `store` is SQL, `domain` the model logic, `receiver` the HTTP
 //! surface; `startup` builds the app once for `main` and for the tests.
 
+pub mod bench;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -39,6 +39,24 @@ enum Command {
     /// Inspect, retry, kill and purge jobs.
     #[command(subcommand)]
     Jobs(JobsCmd),
+    /// The benchmark harness (use a release build).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Idle pickup latency (enqueue commit -> start, worker in another process) and the delay
+    /// error of scheduled jobs.
+    Pickup {
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Idle time before each sample.
+        #[arg(long, default_value_t = 100)]
+        gap_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -163,6 +181,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 let _ = tx.send(true);
             });
             work(state, args, rx).await
+        }
+        Command::Bench(BenchCmd::Pickup { samples, gap_ms, json }) => {
+            let state = startup::build_state(settings).await?;
+            state.db.migrate().await?;
+            let r = issuesync::bench::pickup(&state, samples, std::time::Duration::from_millis(gap_ms), cli.config.as_deref()).await?;
+            if json {
+                return print_json(&r);
+            }
+            let p = |x: &issuesync::bench::Percentiles| format!("p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} samples)", x.p50_ms, x.p99_ms, x.max_ms, x.samples);
+            println!("backend: {}", r.backend);
+            println!("idle pickup (commit -> start, other process): {}", p(&r.idle_pickup));
+            println!("scheduled job start - due time:               {}", p(&r.scheduled_delay_error));
+            Ok(())
         }
         Command::Jobs(cmd) => {
             let state = startup::build_state(settings).await?;
