@@ -31,8 +31,19 @@ pub struct Percentiles {
 
 pub fn percentiles(mut v: Vec<f64>) -> Percentiles {
     v.sort_by(|a, b| a.total_cmp(b));
-    let at = |p: f64| if v.is_empty() { 0.0 } else { v[((v.len() as f64 - 1.0) * p).round() as usize] };
-    Percentiles { samples: v.len(), p50_ms: at(0.5), p99_ms: at(0.99), max_ms: v.last().copied().unwrap_or(0.0) }
+    let at = |p: f64| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v[((v.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    Percentiles {
+        samples: v.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: v.last().copied().unwrap_or(0.0),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -54,7 +65,12 @@ impl Drop for WorkerProc {
     }
 }
 
-async fn wait_ledger(state: &AppState, marker: &str, n: i64, timeout: Duration) -> Result<(), BenchError> {
+async fn wait_ledger(
+    state: &AppState,
+    marker: &str,
+    n: i64,
+    timeout: Duration,
+) -> Result<(), BenchError> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut tx = state.db.begin().await?;
@@ -62,7 +78,9 @@ async fn wait_ledger(state: &AppState, marker: &str, n: i64, timeout: Duration) 
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(BenchError::Setup(format!("the worker did not run job {marker} within {timeout:?}")));
+            return Err(BenchError::Setup(format!(
+                "the worker did not run job {marker} within {timeout:?}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -70,27 +88,46 @@ async fn wait_ledger(state: &AppState, marker: &str, n: i64, timeout: Duration) 
 
 async fn ledger_time(state: &AppState, marker: &str) -> Result<i64, BenchError> {
     let mut tx = state.db.begin().await?;
-    Ok(crate::on_tx!(&mut tx, |c| sqlx::query_scalar("SELECT MIN(created_at) FROM job_ledger WHERE marker = $1")
-        .bind(marker)
-        .fetch_one(c)
-        .await)?)
+    Ok(crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
+        "SELECT MIN(created_at) FROM job_ledger WHERE marker = $1"
+    )
+    .bind(marker)
+    .fetch_one(c)
+    .await)?)
 }
 
 /// Idle pickup latency and scheduled-job delay error, with a worker in another process.
-pub async fn pickup(state: &AppState, samples: usize, gap: Duration, config: Option<&std::path::Path>) -> Result<PickupReport, BenchError> {
+pub async fn pickup(
+    state: &AppState,
+    samples: usize,
+    gap: Duration,
+    config: Option<&std::path::Path>,
+) -> Result<PickupReport, BenchError> {
     let exe = std::env::current_exe().map_err(|e| BenchError::Setup(e.to_string()))?;
     let mut cmd = std::process::Command::new(exe);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    cmd.args(["work", "--queues", "maintenance"]).env("DATABASE_URL", &state.settings.database_url).stdout(Stdio::null());
-    let _worker = WorkerProc(cmd.spawn().map_err(|e| BenchError::Setup(format!("cannot start a worker: {e}")))?);
+    cmd.args(["work", "--queues", "maintenance"])
+        .env("DATABASE_URL", &state.settings.database_url)
+        .stdout(Stdio::null());
+    let _worker = WorkerProc(
+        cmd.spawn()
+            .map_err(|e| BenchError::Setup(format!("cannot start a worker: {e}")))?,
+    );
 
     let run = uuid::Uuid::new_v4().simple().to_string();
     // Warm-up: the worker is up once it ran one job.
     let warm = format!("pickup-{run}-warm");
     let mut tx = state.db.begin().await?;
-    enqueue(&mut tx, &Noop { ledger: Some(warm.clone()), ..Default::default() }).await?;
+    enqueue(
+        &mut tx,
+        &Noop {
+            ledger: Some(warm.clone()),
+            ..Default::default()
+        },
+    )
+    .await?;
     tx.commit().await?;
     wait_ledger(state, &warm, 1, Duration::from_secs(30)).await?;
 
@@ -99,7 +136,14 @@ pub async fn pickup(state: &AppState, samples: usize, gap: Duration, config: Opt
         tokio::time::sleep(gap).await;
         let marker = format!("pickup-{run}-{i}");
         let mut tx = state.db.begin().await?;
-        enqueue(&mut tx, &Noop { ledger: Some(marker.clone()), ..Default::default() }).await?;
+        enqueue(
+            &mut tx,
+            &Noop {
+                ledger: Some(marker.clone()),
+                ..Default::default()
+            },
+        )
+        .await?;
         tx.commit().await?;
         let committed = crate::now_ms();
         wait_ledger(state, &marker, 1, Duration::from_secs(60)).await?;
@@ -111,9 +155,18 @@ pub async fn pickup(state: &AppState, samples: usize, gap: Duration, config: Opt
     for i in 0..n {
         let marker = format!("pickup-{run}-delay-{i}");
         // Spread the due times over the second so SQLite's 1 s resolution shows.
-        let due = chrono::Utc::now() + chrono::Duration::milliseconds(1500 + (i as i64 * 137) % 1000);
+        let due =
+            chrono::Utc::now() + chrono::Duration::milliseconds(1500 + (i as i64 * 137) % 1000);
         let mut tx = state.db.begin().await?;
-        enqueue_at(&mut tx, &Noop { ledger: Some(marker.clone()), ..Default::default() }, Some(due)).await?;
+        enqueue_at(
+            &mut tx,
+            &Noop {
+                ledger: Some(marker.clone()),
+                ..Default::default()
+            },
+            Some(due),
+        )
+        .await?;
         tx.commit().await?;
         delayed.push((marker, due.timestamp_millis()));
     }
@@ -122,5 +175,9 @@ pub async fn pickup(state: &AppState, samples: usize, gap: Duration, config: Opt
         wait_ledger(state, marker, 1, Duration::from_secs(60)).await?;
         errors.push((ledger_time(state, marker).await? - due) as f64);
     }
-    Ok(PickupReport { backend: state.db.backend(), idle_pickup: percentiles(idle), scheduled_delay_error: percentiles(errors) })
+    Ok(PickupReport {
+        backend: state.db.backend(),
+        idle_pickup: percentiles(idle),
+        scheduled_delay_error: percentiles(errors),
+    })
 }

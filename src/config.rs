@@ -24,6 +24,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// `text` or `json`.
     pub log_format: String,
+    /// Where Atlassian serves the public keys of Connect install callbacks.
+    pub jira_install_keys_url: String,
     pub database: DatabaseSettings,
     pub snowflake: SnowflakeSettings,
     pub cache: CacheSettings,

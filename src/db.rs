@@ -244,8 +244,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_)
     ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| {
-        // Postgres: admin shutdown / cannot connect now; SQLite: busy / locked.
-        matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300" | "5" | "6")
+        // Postgres: connection exceptions (08), operator intervention (57P: shutdown,
+        // cannot connect now), insufficient resources (53), "database is not accepting
+        // connections" (55000). SQLite: busy (5), locked (6).
+        c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") || matches!(c.as_ref(), "55000" | "5" | "6")
     }))
 }
 

@@ -21,9 +21,21 @@ pub enum Kv {
 }
 
 /// In-process stand-in for the few Redis features we use (single process only).
-#[derive(Default)]
 pub struct LocalKv {
     locks: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
+    /// Values with their own expiry instant (moka's TTL is per cache, ours per key).
+    cache: moka::future::Cache<String, (String, std::time::Instant)>,
+}
+
+impl Default for LocalKv {
+    fn default() -> Self {
+        LocalKv {
+            locks: Mutex::default(),
+            cache: moka::future::Cache::builder()
+                .max_capacity(1_000_000)
+                .build(),
+        }
+    }
 }
 
 impl Kv {
@@ -137,5 +149,71 @@ impl Kv {
 
     pub async fn release(&self, guard: LockGuard) -> Result<(), KvError> {
         self.unlock(&guard.key, &guard.token).await
+    }
+}
+
+impl Kv {
+    /// GET; `None` when missing or expired.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
+        match self {
+            Kv::Redis(c) => {
+                let mut c = c.clone();
+                Ok(redis::cmd("GET").arg(key).query_async(&mut c).await?)
+            }
+            Kv::Local(l) => Ok(l
+                .cache
+                .get(key)
+                .await
+                .filter(|(_, until)| *until > std::time::Instant::now())
+                .map(|(v, _)| v)),
+        }
+    }
+
+    /// SET with an expiry.
+    pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
+        match self {
+            Kv::Redis(c) => {
+                let mut c = c.clone();
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(())
+            }
+            Kv::Local(l) => {
+                l.cache
+                    .insert(
+                        key.to_string(),
+                        (value.to_string(), std::time::Instant::now() + ttl),
+                    )
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes keys in one round trip (a single UNLINK on Redis); returns how many existed.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<u64, KvError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        match self {
+            Kv::Redis(c) => {
+                let mut c = c.clone();
+                Ok(redis::cmd("UNLINK").arg(keys).query_async(&mut c).await?)
+            }
+            Kv::Local(l) => {
+                let mut n = 0;
+                for k in keys {
+                    if l.cache.remove(k).await.is_some() {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            }
+        }
     }
 }

@@ -9,10 +9,12 @@ pub mod db;
 pub mod domain;
 pub mod kv;
 pub mod ops;
+pub mod providers;
 pub mod receiver;
 pub mod redact;
 pub mod startup;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod worker;
 

@@ -182,17 +182,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             });
             work(state, args, rx).await
         }
-        Command::Bench(BenchCmd::Pickup { samples, gap_ms, json }) => {
+        Command::Bench(BenchCmd::Pickup {
+            samples,
+            gap_ms,
+            json,
+        }) => {
             let state = startup::build_state(settings).await?;
             state.db.migrate().await?;
-            let r = issuesync::bench::pickup(&state, samples, std::time::Duration::from_millis(gap_ms), cli.config.as_deref()).await?;
+            let r = issuesync::bench::pickup(
+                &state,
+                samples,
+                std::time::Duration::from_millis(gap_ms),
+                cli.config.as_deref(),
+            )
+            .await?;
             if json {
                 return print_json(&r);
             }
-            let p = |x: &issuesync::bench::Percentiles| format!("p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} samples)", x.p50_ms, x.p99_ms, x.max_ms, x.samples);
+            let p = |x: &issuesync::bench::Percentiles| {
+                format!(
+                    "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} samples)",
+                    x.p50_ms, x.p99_ms, x.max_ms, x.samples
+                )
+            };
             println!("backend: {}", r.backend);
-            println!("idle pickup (commit -> start, other process): {}", p(&r.idle_pickup));
-            println!("scheduled job start - due time:               {}", p(&r.scheduled_delay_error));
+            println!(
+                "idle pickup (commit -> start, other process): {}",
+                p(&r.idle_pickup)
+            );
+            println!(
+                "scheduled job start - due time:               {}",
+                p(&r.scheduled_delay_error)
+            );
             Ok(())
         }
         Command::Jobs(cmd) => {

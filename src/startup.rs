@@ -10,19 +10,38 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::db::{Db, DbError, PoolSettings};
+use crate::domain::caches::Caches;
 use crate::domain::project::Ctx;
 use crate::domain::snowflake::{SequenceSource, Snowflake};
 use crate::kv::{Kv, KvError};
+use crate::providers::http::Http;
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub kv: Kv,
+    pub caches: Caches,
+    pub http: Http,
     pub snowflake: Snowflake,
     pub settings: Arc<Settings>,
 }
 
 impl AppState {
+    /// Our Atlassian Connect app key (`iss` of outbound Jira Cloud requests): the host of
+    /// the public URL plus ".jira", as Sentry does.
+    pub fn jira_app_key(&self) -> String {
+        let host = self
+            .settings
+            .public_url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("");
+        format!("{host}.jira")
+    }
+
     pub fn domain_ctx(&self) -> Ctx<'_> {
         Ctx {
             db: &self.db,
@@ -64,6 +83,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     };
     Ok(AppState {
         db,
+        caches: Caches::new(kv.clone(), &settings.cache),
+        http: Http::new(kv.clone()),
         kv,
         snowflake,
         settings: Arc::new(settings),

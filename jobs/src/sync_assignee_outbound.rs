@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncAssigneeOutbound {
     pub external_issue_id: i64,
+    /// The group whose assignee is pushed; the handler reads its current assignee, so a
+    /// coalesced or late job never pushes a stale value.
+    #[serde(default)]
+    pub group_id: Option<i64>,
     pub user_id: Option<i64>,
     pub assign: bool,
     /// The integration the change came from; never pushed back to it.

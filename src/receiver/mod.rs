@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.settings.http.request_timeout_ms);
     Router::new()
         .merge(health::routes())
+        .merge(webhooks::routes())
         .nest("/api/v1", admin::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))

@@ -99,3 +99,72 @@ pub async fn list_group_external_issues(tx: &mut Tx, group_id: i64) -> Result<Ve
     .await
     })?)
 }
+
+/// A group affected by an external issue, with what the flows need about it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AffectedGroup {
+    pub group_id: i64,
+    pub project_id: i64,
+    pub organization_id: i64,
+    pub status: i32,
+    pub substatus: Option<i32>,
+    pub external_issue_id: i64,
+}
+
+/// Groups linked to the external issue `key` of an integration, in organizations that have
+/// the integration installed (Sentry's `get_groups_by_external_issue`), ordered by group id.
+pub async fn groups_by_external_issue(
+    tx: &mut Tx,
+    integration_id: i64,
+    key: &str,
+) -> Result<Vec<AffectedGroup>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT g.id AS group_id, g.project_id, p.organization_id, g.status, g.substatus, e.id AS external_issue_id \
+         FROM external_issues e \
+         JOIN organization_integrations oi ON oi.organization_id = e.organization_id AND oi.integration_id = e.integration_id AND oi.status = 0 \
+         JOIN group_links l ON l.linked_id = e.id AND l.linked_type = 1 \
+         JOIN groups g ON g.id = l.group_id \
+         JOIN projects p ON p.id = g.project_id AND p.organization_id = e.organization_id \
+         WHERE e.integration_id = $1 AND e.key = $2 ORDER BY g.id"
+    )
+    .bind(integration_id)
+    .bind(key)
+    .fetch_all(c)
+    .await
+    })?)
+}
+
+/// Records the last provider sequence (ADO rev, Jira timestamp) applied to an external issue
+/// of an integration; false (and nothing written) when `seq` is older than the stored one.
+pub async fn advance_event_sequence(
+    tx: &mut Tx,
+    integration_id: i64,
+    key: &str,
+    seq: i64,
+) -> Result<bool> {
+    let stale: i64 = on_tx!(tx, |c| {
+        sqlx::query_scalar(
+        "SELECT COUNT(*) FROM external_issues WHERE integration_id = $1 AND key = $2 AND last_event_seq > $3"
+    )
+    .bind(integration_id)
+    .bind(key)
+    .bind(seq)
+    .fetch_one(c)
+    .await
+    })?;
+    if stale > 0 {
+        return Ok(false);
+    }
+    on_tx!(tx, |c| sqlx::query(
+        "UPDATE external_issues SET last_event_seq = $3 WHERE integration_id = $1 AND key = $2 \
+         AND (last_event_seq IS NULL OR last_event_seq < $3)"
+    )
+    .bind(integration_id)
+    .bind(key)
+    .bind(seq)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    Ok(true)
+}

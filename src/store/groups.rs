@@ -132,3 +132,237 @@ pub async fn list_history(tx: &mut Tx, group_id: i64) -> Result<Vec<History>> {
     .fetch_all(c)
     .await)?)
 }
+
+/// Creates the assignee row of a group; fails with a conflict when one exists.
+pub async fn insert_assignee(
+    tx: &mut Tx,
+    project_id: i64,
+    group_id: i64,
+    user_id: Option<i64>,
+    team_id: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO group_assignees (project_id, group_id, user_id, team_id, date_added) VALUES ($1, $2, $3, $4, $5)"
+    )
+    .bind(project_id)
+    .bind(group_id)
+    .bind(user_id)
+    .bind(team_id)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Points an existing assignee row at a new user or team; 0 when it already was.
+pub async fn update_assignee(
+    tx: &mut Tx,
+    group_id: i64,
+    user_id: Option<i64>,
+    team_id: Option<i64>,
+    now: i64,
+) -> Result<u64> {
+    Ok(on_tx!(tx, |c| sqlx::query(
+        "UPDATE group_assignees SET user_id = $2, team_id = $3, date_added = $4 \
+         WHERE group_id = $1 AND (user_id IS DISTINCT FROM $2 OR team_id IS DISTINCT FROM $3)"
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .bind(team_id)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?)
+}
+
+/// Deletes a group's assignee rows; returns how many went.
+pub async fn delete_assignee(tx: &mut Tx, group_id: i64) -> Result<u64> {
+    Ok(on_tx!(tx, |c| sqlx::query(
+        "DELETE FROM group_assignees WHERE group_id = $1"
+    )
+    .bind(group_id)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?)
+}
+
+/// Subscribes a user to a group (an existing subscription is kept as it is).
+pub async fn subscribe_user(
+    tx: &mut Tx,
+    project_id: i64,
+    group_id: i64,
+    user_id: i64,
+    reason: i32,
+    now: i64,
+) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO group_subscriptions (project_id, group_id, user_id, is_active, reason, date_added) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (group_id, user_id) WHERE user_id IS NOT NULL DO NOTHING"
+    )
+    .bind(project_id)
+    .bind(group_id)
+    .bind(user_id)
+    .bind(true)
+    .bind(reason)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Deletes the users' subscriptions of a given reason.
+pub async fn unsubscribe_users(
+    tx: &mut Tx,
+    group_id: i64,
+    user_ids: &[i64],
+    reason: i32,
+) -> Result<u64> {
+    let mut n = 0;
+    for uid in user_ids {
+        n += on_tx!(tx, |c| sqlx::query(
+            "DELETE FROM group_subscriptions WHERE group_id = $1 AND user_id = $2 AND reason = $3"
+        )
+        .bind(group_id)
+        .bind(uid)
+        .bind(reason)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(n)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Subscription {
+    pub user_id: Option<i64>,
+    pub team_id: Option<i64>,
+    pub is_active: bool,
+    pub reason: i32,
+}
+
+pub async fn list_subscriptions(tx: &mut Tx, group_id: i64) -> Result<Vec<Subscription>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT user_id, team_id, is_active, reason FROM group_subscriptions WHERE group_id = $1 ORDER BY id"
+    )
+    .bind(group_id)
+    .fetch_all(c)
+    .await
+    })?)
+}
+
+pub async fn insert_activity(
+    tx: &mut Tx,
+    project_id: i64,
+    group_id: i64,
+    kind: i32,
+    user_id: Option<i64>,
+    data: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO activities (project_id, group_id, type, user_id, data, datetime) VALUES ($1, $2, $3, $4, $5, $6)"
+    )
+    .bind(project_id)
+    .bind(group_id)
+    .bind(kind)
+    .bind(user_id)
+    .bind(Json(data))
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// The latest history row of a group with one of `statuses`: (id, date_added).
+pub async fn find_latest_history(
+    tx: &mut Tx,
+    group_id: i64,
+    statuses: &[i32],
+) -> Result<Option<(i64, i64)>> {
+    if statuses.is_empty() {
+        return Ok(None);
+    }
+    let list = statuses
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT id, date_added FROM group_history WHERE group_id = $1 AND status IN ({list}) ORDER BY date_added DESC, id DESC LIMIT 1"
+    );
+    Ok(on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(
+        sql.clone()
+    ))
+    .bind(group_id)
+    .fetch_optional(c)
+    .await)?)
+}
+
+pub struct NewHistory {
+    pub organization_id: i64,
+    pub group_id: i64,
+    pub project_id: i64,
+    pub user_id: Option<i64>,
+    pub team_id: Option<i64>,
+    pub status: i32,
+    pub prev: Option<(i64, i64)>,
+}
+
+pub async fn insert_history(tx: &mut Tx, h: &NewHistory, now: i64) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO group_history (organization_id, group_id, project_id, user_id, team_id, status, prev_history_id, prev_history_date, date_added) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    )
+    .bind(h.organization_id)
+    .bind(h.group_id)
+    .bind(h.project_id)
+    .bind(h.user_id)
+    .bind(h.team_id)
+    .bind(h.status)
+    .bind(h.prev.map(|p| p.0))
+    .bind(h.prev.map(|p| p.1))
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// Sets status/substatus (and resolved_at when given) unless the group already has them;
+/// true when the row changed.
+pub async fn set_group_status(
+    tx: &mut Tx,
+    group_id: i64,
+    status: i32,
+    substatus: Option<i32>,
+    resolved_at: Option<i64>,
+) -> Result<bool> {
+    let n =
+        on_tx!(tx, |c| {
+            sqlx::query(
+        "UPDATE groups SET status = $2, substatus = $3, resolved_at = COALESCE($4, resolved_at) \
+         WHERE id = $1 AND (status <> $2 OR substatus IS DISTINCT FROM $3)"
+    )
+    .bind(group_id)
+    .bind(status)
+    .bind(substatus)
+    .bind(resolved_at)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected())
+        })?;
+    Ok(n > 0)
+}

@@ -46,6 +46,15 @@ async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
     match env.job.as_str() {
         noop::Noop::JOB_NAME => handlers::noop(decode(env)?, ctx).await,
         purge_jobs::PurgeJobs::JOB_NAME => handlers::purge_jobs(decode(env)?, ctx).await,
+        process_webhook::ProcessWebhook::JOB_NAME => {
+            crate::sync::inbound::process_webhook(decode(env)?, ctx).await
+        }
+        sync_assignee_inbound::SyncAssigneeInbound::JOB_NAME => {
+            crate::sync::inbound::sync_assignee_inbound(decode(env)?, ctx).await
+        }
+        sync_status_inbound::SyncStatusInbound::JOB_NAME => {
+            crate::sync::inbound::sync_status_inbound(decode(env)?, ctx).await
+        }
         other => Err(JobError::Permanent(format!(
             "no handler for job kind {other:?} in this version"
         ))),

@@ -1,0 +1,265 @@
+//! `GroupAssignee.assign` / `deassign` / `remove_old_assignees` (spec §7), inside the
+//! caller's transaction. Cache invalidation happens after commit, so it is returned as work
+//! for the caller ([`Effects`]).
+
+use serde_json::{Value, json};
+
+use super::types::{activity, history, subscription_reason};
+use crate::db::Tx;
+use crate::store::groups::{self, Assignee, NewHistory};
+use crate::store::{StoreError, external, teams, users};
+use crate::worker::enqueue;
+
+/// Who a group is assigned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    User(i64),
+    Team(i64),
+}
+
+impl Actor {
+    fn columns(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Actor::User(u) => (Some(u), None),
+            Actor::Team(t) => (None, Some(t)),
+        }
+    }
+
+    pub fn of(a: &Assignee) -> Option<Actor> {
+        match (a.user_id, a.team_id) {
+            (Some(u), _) => Some(Actor::User(u)),
+            (_, Some(t)) => Some(Actor::Team(t)),
+            _ => None,
+        }
+    }
+}
+
+/// The group the change applies to.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupRef {
+    pub group_id: i64,
+    pub project_id: i64,
+    pub organization_id: i64,
+}
+
+/// Work to do after the transaction commits.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Groups whose `assignee_exists`/`owner_exists` keys must be deleted.
+    pub invalidate_groups: Vec<i64>,
+}
+
+impl Effects {
+    pub fn merge(&mut self, other: Effects) {
+        self.invalidate_groups.extend(other.invalidate_groups);
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AssignResult {
+    pub new_assignment: bool,
+    pub updated_assignment: bool,
+}
+
+/// Assigns a group to a user or team. Re-assigning the current assignee changes nothing.
+/// `source_integration` is the integration the change came from: it is never pushed back.
+pub async fn assign(
+    tx: &mut Tx,
+    g: GroupRef,
+    to: Actor,
+    acting_user: Option<i64>,
+    extra: &Value,
+    source_integration: Option<i64>,
+    effects: &mut Effects,
+) -> Result<AssignResult, StoreError> {
+    let now = crate::now_ms();
+    subscribe_actor(tx, g, to, now).await?;
+    let previous = groups::find_assignee(tx, g.group_id).await?;
+    let (user_id, team_id) = to.columns();
+    let (created, affected) = match &previous {
+        None => {
+            groups::insert_assignee(tx, g.project_id, g.group_id, user_id, team_id, now).await?;
+            (true, true)
+        }
+        Some(_) => (
+            false,
+            groups::update_assignee(tx, g.group_id, user_id, team_id, now).await? > 0,
+        ),
+    };
+    if !affected {
+        return Ok(AssignResult::default());
+    }
+    let (id, kind, email) = match to {
+        Actor::User(u) => (u, "user", primary_email(tx, u).await?),
+        Actor::Team(t) => (t, "team", None),
+    };
+    let mut data =
+        json!({"assignee": id.to_string(), "assigneeEmail": email, "assigneeType": kind});
+    if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    groups::insert_activity(
+        tx,
+        g.project_id,
+        g.group_id,
+        activity::ASSIGNED,
+        acting_user,
+        &data,
+        now,
+    )
+    .await?;
+    write_history(tx, g, history::ASSIGNED, acting_user, now).await?;
+    if let Actor::User(u) = to {
+        enqueue_outbound_assignee(tx, g, Some(u), true, source_integration).await?;
+    }
+    if let Some(prev) = previous.as_ref().and_then(Actor::of) {
+        remove_old_assignees(tx, g, prev, Some(to)).await?;
+    }
+    // An improvement on Sentry, which leaves a 60 s negative cache stale on assign.
+    effects.invalidate_groups.push(g.group_id);
+    Ok(AssignResult {
+        new_assignment: created,
+        updated_assignment: !created,
+    })
+}
+
+/// Removes a group's assignee; true when there was one.
+pub async fn deassign(
+    tx: &mut Tx,
+    g: GroupRef,
+    acting_user: Option<i64>,
+    source_integration: Option<i64>,
+    effects: &mut Effects,
+) -> Result<bool, StoreError> {
+    let now = crate::now_ms();
+    let previous = groups::find_assignee(tx, g.group_id).await?;
+    if groups::delete_assignee(tx, g.group_id).await? == 0 {
+        return Ok(false);
+    }
+    groups::insert_activity(
+        tx,
+        g.project_id,
+        g.group_id,
+        activity::UNASSIGNED,
+        acting_user,
+        &json!({}),
+        now,
+    )
+    .await?;
+    write_history(tx, g, history::UNASSIGNED, acting_user, now).await?;
+    effects.invalidate_groups.push(g.group_id);
+    enqueue_outbound_assignee(tx, g, None, false, source_integration).await?;
+    if let Some(prev) = previous.as_ref().and_then(Actor::of) {
+        remove_old_assignees(tx, g, prev, None).await?;
+    }
+    Ok(true)
+}
+
+/// Drops the "assigned" subscriptions of the previous assignee (spec §7.3), keeping a user's
+/// when the new assignee is a team containing them (and the new user's when the old team
+/// contained them).
+pub async fn remove_old_assignees(
+    tx: &mut Tx,
+    g: GroupRef,
+    previous: Actor,
+    new: Option<Actor>,
+) -> Result<(), StoreError> {
+    let mut users: Vec<i64> = match previous {
+        Actor::Team(t) => teams::list_team_user_ids(tx, t).await?,
+        Actor::User(u) => vec![u],
+    };
+    match (previous, new) {
+        (Actor::Team(_), Some(Actor::User(nu))) => users.retain(|u| *u != nu),
+        (Actor::User(pu), Some(Actor::Team(nt)))
+            if teams::list_team_user_ids(tx, nt).await?.contains(&pu) =>
+        {
+            return Ok(());
+        }
+        (Actor::User(pu), Some(Actor::User(nu))) if pu == nu => return Ok(()),
+        _ => {}
+    }
+    for u in &users {
+        tracing::info!(group_id = g.group_id, user_id = u, "groupassignee.remove");
+    }
+    groups::unsubscribe_users(tx, g.group_id, &users, subscription_reason::ASSIGNED).await?;
+    Ok(())
+}
+
+/// User → their subscription; team → every member's (the team-workflow flag is off).
+async fn subscribe_actor(tx: &mut Tx, g: GroupRef, to: Actor, now: i64) -> Result<(), StoreError> {
+    let users = match to {
+        Actor::User(u) => vec![u],
+        Actor::Team(t) => teams::list_team_user_ids(tx, t).await?,
+    };
+    for u in users {
+        groups::subscribe_user(
+            tx,
+            g.project_id,
+            g.group_id,
+            u,
+            subscription_reason::ASSIGNED,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn primary_email(tx: &mut Tx, user_id: i64) -> Result<Option<String>, StoreError> {
+    let emails = users::list_user_emails(tx, user_id).await?;
+    Ok(emails
+        .iter()
+        .find(|e| e.is_verified)
+        .or(emails.first())
+        .map(|e| e.email.clone()))
+}
+
+/// A GroupHistory row linked to the latest row of the inverse status.
+pub async fn write_history(
+    tx: &mut Tx,
+    g: GroupRef,
+    status: i32,
+    acting_user: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let prev = groups::find_latest_history(tx, g.group_id, history::inverse(status)).await?;
+    groups::insert_history(
+        tx,
+        &NewHistory {
+            organization_id: g.organization_id,
+            group_id: g.group_id,
+            project_id: g.project_id,
+            user_id: acting_user,
+            team_id: None,
+            status,
+            prev,
+        },
+        now,
+    )
+    .await
+}
+
+/// One `sync_assignee_outbound` per linked external issue, except those of the integration
+/// the change came from (the ping-pong guard, spec §1.3).
+async fn enqueue_outbound_assignee(
+    tx: &mut Tx,
+    g: GroupRef,
+    user_id: Option<i64>,
+    assign: bool,
+    source: Option<i64>,
+) -> Result<(), StoreError> {
+    for issue in external::list_group_external_issues(tx, g.group_id).await? {
+        if Some(issue.integration_id) == source {
+            continue;
+        }
+        let job = issuesync_jobs::sync_assignee_outbound::SyncAssigneeOutbound {
+            external_issue_id: issue.id,
+            group_id: Some(g.group_id),
+            user_id,
+            assign,
+            source_integration_id: source,
+        };
+        enqueue(tx, &job).await?;
+    }
+    Ok(())
+}

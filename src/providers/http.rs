@@ -1,0 +1,466 @@
+//! The outbound HTTP layer shared by the provider clients: auth per provider, error
+//! classification (spec §1.4, improved per DESIGN.md), Retry-After, and a 240 s GET cache.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::kv::Kv;
+use crate::worker::error::JobError;
+
+/// Sentry's `cache_time` for the Jira clients; we use it for every cached GET.
+pub const CACHE_TTL: Duration = Duration::from_secs(240);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest provider answer we read.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// How a request is authenticated.
+#[derive(Clone)]
+pub enum Auth {
+    /// Azure DevOps: `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// Jira Cloud: an Atlassian Connect JWT with the qsh of this request, `iss` = our app key.
+    ConnectJwt {
+        app_key: String,
+        shared_secret: String,
+        base_path: String,
+    },
+    /// Jira Server: OAuth 1.0a RSA-SHA1.
+    OAuth1 {
+        consumer_key: String,
+        private_key_pem: String,
+        access_token: String,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    // Never print a credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer(_) => f.write_str("Bearer([redacted])"),
+            Auth::ConnectJwt { app_key, .. } => write!(f, "ConnectJwt({app_key})"),
+            Auth::OAuth1 { consumer_key, .. } => write!(f, "OAuth1({consumer_key})"),
+        }
+    }
+}
+
+/// A provider API failure, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 5xx, timeouts, connection errors: retry with backoff.
+    #[error("{0}")]
+    Transient(String),
+    /// 401/403/404 and other 4xx: retrying will not help.
+    #[error("HTTP {status}: {message}")]
+    Permanent { status: u16, message: String },
+    /// 429 (or 503 with Retry-After): wait until `until`.
+    #[error("rate limited until {until}")]
+    RateLimited { until: DateTime<Utc> },
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Permanent { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl From<ApiError> for JobError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Transient(m) => JobError::Transient(m),
+            ApiError::Permanent { status, message } => {
+                JobError::Permanent(format!("provider answered {status}: {message}"))
+            }
+            ApiError::RateLimited { until } => JobError::RateLimited {
+                reason: "provider rate limit".into(),
+                until,
+            },
+        }
+    }
+}
+
+pub struct Request<'a> {
+    pub method: Method,
+    /// Absolute URL without query.
+    pub url: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<&'a Value>,
+    /// JSON-patch (ADO PATCH) instead of JSON.
+    pub json_patch: bool,
+    pub extra_headers: Vec<(&'static str, String)>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        Request {
+            method,
+            url: url.into(),
+            query: Vec::new(),
+            body: None,
+            json_patch: false,
+            extra_headers: Vec::new(),
+        }
+    }
+    pub fn query(mut self, k: &str, v: impl Into<String>) -> Self {
+        self.query.push((k.to_string(), v.into()));
+        self
+    }
+    pub fn json(mut self, body: &'a Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
+/// An answer: status, the headers we care about, the JSON body (`{}` for an empty one).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub json: Value,
+    pub continuation_token: Option<String>,
+    pub ratelimit_remaining: Option<f64>,
+}
+
+#[derive(Clone)]
+pub struct Http {
+    pub client: reqwest::Client,
+    pub kv: Kv,
+}
+
+impl Http {
+    pub fn new(kv: Kv) -> Http {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("issuesync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        Http { client, kv }
+    }
+
+    /// Sends a request with auth; classifies failures.
+    pub async fn send(&self, auth: &Auth, req: &Request<'_>) -> Result<Response, ApiError> {
+        let url = with_query(&req.url, &req.query);
+        let mut builder = self.client.request(req.method.clone(), &url);
+        builder = builder.header("Authorization", authorization(auth, req)?);
+        if let Some(body) = req.body {
+            let ct = if req.json_patch {
+                "application/json-patch+json"
+            } else {
+                "application/json"
+            };
+            builder = builder.header("Content-Type", ct).body(body.to_string());
+        }
+        builder = builder.header("Accept", "application/json");
+        for (k, v) in &req.extra_headers {
+            builder = builder.header(*k, v);
+        }
+        let resp = builder.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else {
+                "failed"
+            };
+            ApiError::Transient(format!(
+                "{} {} {kind}: {}",
+                req.method,
+                req.url,
+                without_url(&e)
+            ))
+        })?;
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header("retry-after");
+        let reset = header("x-ratelimit-reset");
+        let continuation_token = header("x-ms-continuationtoken");
+        let ratelimit_remaining = header("x-ratelimit-remaining").and_then(|v| v.parse().ok());
+        let bytes = read_limited(resp).await?;
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some())
+        {
+            return Err(ApiError::RateLimited {
+                until: rate_limit_until(retry_after.as_deref(), reset.as_deref(), Utc::now()),
+            });
+        }
+        if status.is_server_error() {
+            return Err(ApiError::Transient(format!(
+                "{} {} answered {}: {}",
+                req.method,
+                req.url,
+                status.as_u16(),
+                snippet(&bytes)
+            )));
+        }
+        if !status.is_success() {
+            return Err(ApiError::Permanent {
+                status: status.as_u16(),
+                message: format!("{} {}: {}", req.method, req.url, snippet(&bytes)),
+            });
+        }
+        let json = if bytes.is_empty() || status == StatusCode::NO_CONTENT {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::Transient(format!("{} {} answered non-JSON: {e}", req.method, req.url))
+            })?
+        };
+        Ok(Response {
+            status: status.as_u16(),
+            json,
+            continuation_token,
+            ratelimit_remaining,
+        })
+    }
+
+    /// GET through the 240 s cache (Redis or in-process), keyed by integration and URL.
+    pub async fn get_cached(
+        &self,
+        integration_id: i64,
+        auth: &Auth,
+        req: &Request<'_>,
+    ) -> Result<Value, ApiError> {
+        let url = with_query(&req.url, &req.query);
+        let key = format!(
+            "issuesync:provider:{integration_id}:{}",
+            hex::encode(Sha256::digest(url.as_bytes()))
+        );
+        if let Ok(Some(hit)) = self.kv.get(&key).await
+            && let Ok(v) = serde_json::from_str(&hit)
+        {
+            return Ok(v);
+        }
+        let resp = self.send(auth, req).await?;
+        if let Err(e) = self
+            .kv
+            .set_ex(&key, &resp.json.to_string(), CACHE_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "provider cache unavailable");
+        }
+        Ok(resp.json)
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    // reqwest includes the URL; ours may carry a token (Jira Server webhook URLs).
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "<url>");
+    }
+    s
+}
+
+async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        ApiError::Transient(format!("reading the answer failed: {}", without_url(&e)))
+    })? {
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::Transient(
+                "provider answer larger than 8 MiB".into(),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+fn snippet(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).replace('\n', " ")
+}
+
+/// When a rate limit ends: `Retry-After` seconds (or an HTTP date), else `X-RateLimit-Reset`
+/// (Unix seconds, or an ISO-8601 time), else 60 s.
+pub fn rate_limit_until(
+    retry_after: Option<&str>,
+    reset: Option<&str>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let ra = retry_after.and_then(|v| {
+        let v = v.trim();
+        v.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| now + chrono::Duration::milliseconds((s.min(86_400.0) * 1000.0) as i64))
+            .or_else(|| {
+                DateTime::parse_from_rfc2822(v)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            })
+    });
+    let rs = || {
+        reset.and_then(|v| {
+            let v = v.trim();
+            v.parse::<i64>()
+                .ok()
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+                .or_else(|| {
+                    DateTime::parse_from_rfc3339(v)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc))
+                })
+                .or_else(|| {
+                    chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%MZ")
+                        .ok()
+                        .map(|t| t.and_utc())
+                })
+        })
+    };
+    ra.or_else(rs)
+        .filter(|t| *t > now)
+        .unwrap_or(now + chrono::Duration::seconds(60))
+        .min(now + chrono::Duration::hours(24))
+}
+
+/// `url?k=v&…` with RFC 3986 encoding of keys and values.
+pub fn with_query(url: &str, query: &[(String, String)]) -> String {
+    if query.is_empty() {
+        return url.to_string();
+    }
+    let q: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", pct(k), pct(v)))
+        .collect();
+    format!("{url}?{}", q.join("&"))
+}
+
+fn pct(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+fn authorization(auth: &Auth, req: &Request<'_>) -> Result<String, ApiError> {
+    match auth {
+        Auth::Bearer(t) => Ok(format!("Bearer {t}")),
+        Auth::ConnectJwt {
+            app_key,
+            shared_secret,
+            base_path,
+        } => {
+            let path = request_path(&req.url, base_path);
+            let now = Utc::now().timestamp();
+            let claims = serde_json::json!({
+                "iss": app_key, "iat": now, "exp": now + 300,
+                "qsh": crate::providers::jira::auth::qsh(req.method.as_str(), &path, &req.query),
+            });
+            let token =
+                crate::providers::jira::auth::sign(&claims, shared_secret).map_err(|e| {
+                    ApiError::Permanent {
+                        status: 0,
+                        message: format!("cannot sign the Connect JWT: {e}"),
+                    }
+                })?;
+            Ok(format!("JWT {token}"))
+        }
+        Auth::OAuth1 {
+            consumer_key,
+            private_key_pem,
+            access_token,
+        } => {
+            let key = parse_rsa_key(private_key_pem).map_err(|m| ApiError::Permanent {
+                status: 0,
+                message: m,
+            })?;
+            let token = oauth1_request::Token::from_parts(
+                consumer_key.as_str(),
+                "",
+                access_token.as_str(),
+                "",
+            );
+            let params = oauth1_request::ParameterList::new(req.query.clone());
+            Ok(oauth1_request::authorize(
+                req.method.as_str(),
+                &req.url,
+                &params,
+                &token,
+                oauth1_request::signature_method::Rsa09Sha1::new(key),
+            ))
+        }
+    }
+}
+
+/// The path of `url` relative to the base URL's path (Connect qsh is computed on it).
+fn request_path(url: &str, base_path: &str) -> String {
+    let path = url
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .unwrap_or_else(|| "/".into());
+    let base = base_path.trim_end_matches('/');
+    match path.strip_prefix(base) {
+        Some(rest) if !base.is_empty() => {
+            if rest.is_empty() {
+                "/".into()
+            } else {
+                rest.to_string()
+            }
+        }
+        _ => path,
+    }
+}
+
+/// Reads a PKCS#8 or PKCS#1 PEM RSA private key.
+pub fn parse_rsa_key(pem: &str) -> Result<rsa::RsaPrivateKey, String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem))
+        .map_err(|_| "the private key is not a PKCS#8 or PKCS#1 PEM RSA key".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_and_reset() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        assert_eq!(
+            rate_limit_until(Some("2"), None, now),
+            now + chrono::Duration::seconds(2)
+        );
+        assert_eq!(
+            rate_limit_until(None, Some("1700000030"), now),
+            now + chrono::Duration::seconds(30)
+        );
+        assert_eq!(
+            rate_limit_until(None, Some("2023-11-14T22:14Z"), now).timestamp(),
+            1_700_000_040
+        );
+        assert_eq!(
+            rate_limit_until(Some("junk"), None, now),
+            now + chrono::Duration::seconds(60)
+        );
+    }
+
+    #[test]
+    fn query_encoding_and_paths() {
+        assert_eq!(
+            with_query("https://x/a", &[("q".into(), "a b,c".into())]),
+            "https://x/a?q=a%20b%2Cc"
+        );
+        assert_eq!(
+            request_path("https://site.atlassian.net/rest/api/2/status", ""),
+            "/rest/api/2/status"
+        );
+        assert_eq!(
+            request_path("https://x.example/jira/rest/api/2/status", "/jira"),
+            "/rest/api/2/status"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! Jira Cloud (provider key `jira`, an Atlassian Connect app): JWT + qsh authentication and
+//! `jira:issue_updated` parsing (the parser is shared with Jira Server).
+
+pub mod auth;
+pub mod client;
+pub mod lifecycle;
+pub mod webhook;

@@ -1,0 +1,4 @@
+//! Azure DevOps (provider key `vsts`): service-hook deliveries of `workitem.updated`.
+
+pub mod client;
+pub mod webhook;

@@ -1,0 +1,391 @@
+//! Provider webhooks. Each delivery is verified on the raw body before anything is stored;
+//! a verified one is stored with a unique delivery key and its `process_webhook` job in one
+//! transaction, and only then answered. A duplicate answers 200 and enqueues nothing.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use issuesync_jobs::process_webhook::ProcessWebhook;
+use serde_json::{Value, json};
+
+use crate::providers::{WebhookError, jira, jira_server, vsts};
+use crate::receiver::error::{ApiError, ApiPath, ApiResult};
+use crate::startup::AppState;
+use crate::store::deliveries::{self, NewDelivery};
+use crate::store::integrations::{self, Integration};
+use crate::worker::enqueue;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/extensions/vsts/issue-updated/", post(vsts_issue_updated))
+        .route(
+            "/extensions/jira-server/issue-updated/{token}/",
+            post(jira_server_issue_updated),
+        )
+        .route("/extensions/jira/issue-updated/", post(jira_issue_updated))
+        .route("/extensions/jira/installed/", post(jira_installed))
+        .route("/extensions/jira/uninstalled/", post(jira_uninstalled))
+}
+
+/// Headers kept with a delivery: never an authentication header.
+const KEPT_HEADERS: &[&str] = &[
+    "content-type",
+    "user-agent",
+    "x-atlassian-webhook-identifier",
+    "x-atlassian-webhook-retry",
+    "x-atlassian-webhook-flow",
+    "x-request-id",
+];
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        match e {
+            WebhookError::BadRequest(d) => ApiError::bad_request(d),
+            WebhookError::Unauthorized(d) => ApiError::unauthorized(d),
+        }
+    }
+}
+
+/// The raw body, with a 413 in our error shape when it is over the limit.
+fn raw_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "payload_too_large",
+                "the body is larger than the 1 MiB limit",
+            )
+        } else {
+            ApiError::bad_request(r.body_text())
+        }
+    })
+}
+
+fn json_body(raw: &[u8]) -> ApiResult<Value> {
+    let v: Value = serde_json::from_slice(raw)
+        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn kept_headers(headers: &HeaderMap) -> Value {
+    let mut m = serde_json::Map::new();
+    for name in KEPT_HEADERS {
+        if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
+            m.insert(
+                name.to_string(),
+                Value::String(v.chars().take(500).collect()),
+            );
+        }
+    }
+    Value::Object(m)
+}
+
+async fn find_active(
+    state: &AppState,
+    provider: &str,
+    external_id: &str,
+) -> ApiResult<Integration> {
+    let mut tx = state.db.begin().await?;
+    match integrations::find_integration_by_external_id(&mut tx, provider, external_id).await? {
+        Some(i) if i.status == integrations::STATUS_ACTIVE => Ok(i),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_integration",
+            format!("no active {provider} integration {external_id:?}"),
+        )),
+    }
+}
+
+fn meta_str<'a>(i: &'a Integration, pointer: &str) -> Option<&'a str> {
+    i.metadata
+        .0
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn ignored(reason: &str) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::OK,
+        Json(json!({"status": "ignored", "reason": reason})),
+    )
+}
+
+/// Stores the delivery and enqueues `process_webhook` in one transaction.
+async fn store_and_enqueue(
+    state: &AppState,
+    provider: &str,
+    key: &str,
+    integration: &Integration,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let kept = kept_headers(headers);
+    let mut tx = state.db.begin().await?;
+    let inserted = deliveries::insert_delivery(
+        &mut tx,
+        &NewDelivery {
+            provider,
+            delivery_key: key,
+            integration_id: Some(integration.id),
+            headers: &kept,
+            body: raw,
+        },
+        crate::now_ms(),
+    )
+    .await?;
+    let Some(delivery_id) = inserted else {
+        tracing::info!(provider, key, "duplicate delivery");
+        metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "duplicate").increment(1);
+        return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
+    };
+    let job = enqueue(&mut tx, &ProcessWebhook { delivery_id }).await?;
+    deliveries::set_delivery_job(&mut tx, delivery_id, job.id()).await?;
+    tx.commit().await?;
+    metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "queued").increment(1);
+    Ok((
+        StatusCode::OK,
+        Json(json!({"status": "queued", "delivery_id": delivery_id, "job_id": job.id()})),
+    ))
+}
+
+/// Counts refusals by reason, then passes the error on.
+fn refused(provider: &'static str, e: ApiError) -> ApiError {
+    metrics::counter!("issuesync_webhooks_total", "provider" => provider, "result" => e.code)
+        .increment(1);
+    tracing::info!(
+        provider,
+        status = e.status.as_u16(),
+        detail = e.detail,
+        "webhook refused"
+    );
+    e
+}
+
+async fn vsts_issue_updated(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let run = async {
+        let raw = raw_body(body)?;
+        let v = json_body(&raw)?;
+        let event_type = vsts::webhook::event_type(&v)?;
+        let collection = vsts::webhook::collection_id(&v)?;
+        let integration = find_active(&state, "vsts", &collection).await?;
+        let got = headers.get("shared-secret").and_then(|h| h.to_str().ok());
+        vsts::webhook::verify_shared_secret(meta_str(&integration, "/subscription/secret"), got)?;
+        if event_type != "workitem.updated" {
+            return Ok(ignored("event type is not workitem.updated"));
+        }
+        let key = vsts::webhook::delivery_key(&v)?;
+        store_and_enqueue(&state, "vsts", &key, &integration, &headers, &raw).await
+    };
+    run.await.map_err(|e| refused("vsts", e))
+}
+
+async fn jira_server_issue_updated(
+    State(state): State<AppState>,
+    ApiPath(token): ApiPath<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let run = async {
+        let external_id = jira_server::auth::peek_token_id(&token)?;
+        let integration = find_active(&state, "jira_server", &external_id).await?;
+        let secret = meta_str(&integration, "/webhook_secret")
+            .ok_or_else(|| ApiError::unauthorized("the integration has no webhook secret"))?;
+        jira_server::auth::verify_token(&token, secret)?;
+        let raw = raw_body(body)?;
+        let v = json_body(&raw)?;
+        if v.get("changelog")
+            .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
+        {
+            return Ok(ignored("missing-changelog"));
+        }
+        let key = jira::webhook::delivery_key_server(&v)?;
+        store_and_enqueue(&state, "jira_server", &key, &integration, &headers, &raw).await
+    };
+    run.await.map_err(|e| refused("jira_server", e))
+}
+
+/// Verifies a Connect JWT (header or `?jwt=`) for `POST path` and returns the tenant.
+async fn connect_tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    path: &str,
+) -> ApiResult<Integration> {
+    let auth = headers.get("authorization").and_then(|h| h.to_str().ok());
+    let token = jira::auth::extract_token(auth, query)
+        .ok_or_else(|| ApiError::unauthorized("Missing/Invalid authorization header"))?;
+    let client_key = jira::auth::peek_issuer(&token)?;
+    let integration = find_active(state, "jira", &client_key).await?;
+    let secret = meta_str(&integration, "/shared_secret")
+        .ok_or_else(|| ApiError::unauthorized("the tenant has no shared secret"))?;
+    jira::auth::verify(
+        &token,
+        secret,
+        "POST",
+        path,
+        query,
+        chrono::Utc::now().timestamp(),
+    )?;
+    Ok(integration)
+}
+
+async fn jira_issue_updated(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let run = async {
+        let integration =
+            connect_tenant(&state, &headers, &query, "/extensions/jira/issue-updated/").await?;
+        let raw = raw_body(body)?;
+        let v = json_body(&raw)?;
+        if v.get("changelog")
+            .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
+        {
+            return Ok(ignored("jira.missing-changelog"));
+        }
+        let id = headers
+            .get("x-atlassian-webhook-identifier")
+            .and_then(|h| h.to_str().ok());
+        let key = jira::webhook::delivery_key_cloud(id, &v)?;
+        store_and_enqueue(&state, "jira", &key, &integration, &headers, &raw).await
+    };
+    run.await.map_err(|e| refused("jira", e))
+}
+
+/// `installed`: stores or updates the tenant (clientKey, sharedSecret, baseUrl). A first
+/// install carries an RS256 JWT from Atlassian's install keys; a re-install may be signed
+/// with the tenant's current shared secret.
+async fn jira_installed(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let raw = raw_body(body)?;
+    let v = json_body(&raw)?;
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let (Some(client_key), Some(shared_secret), Some(base_url)) =
+        (field("clientKey"), field("sharedSecret"), field("baseUrl"))
+    else {
+        return Err(ApiError::bad_request(
+            "clientKey, sharedSecret and baseUrl are required",
+        ));
+    };
+    crate::providers::jira::lifecycle::verify_lifecycle(
+        &state,
+        &headers,
+        &query,
+        "/extensions/jira/installed/",
+        &client_key,
+    )
+    .await?;
+    let metadata = json!({
+        "base_url": base_url,
+        "domain_name": base_url.trim_start_matches("https://").trim_start_matches("http://"),
+        "shared_secret": shared_secret,
+        "oauth_client_id": field("oauthClientId"),
+        "public_key": field("publicKey"),
+    });
+    let mut tx = state.db.begin_write().await?;
+    let existing =
+        integrations::find_integration_by_external_id(&mut tx, "jira", &client_key).await?;
+    let integration = match existing {
+        Some(i) => {
+            let mut merged = i.metadata.0.clone();
+            if let (Some(m), Some(n)) = (merged.as_object_mut(), metadata.as_object()) {
+                m.extend(n.clone());
+            }
+            integrations::update_integration(
+                &mut tx,
+                i.id,
+                &i.name,
+                &merged,
+                integrations::STATUS_ACTIVE,
+            )
+            .await?
+        }
+        None => Some(
+            integrations::insert_integration(
+                &mut tx,
+                &integrations::NewIntegration {
+                    provider: "jira",
+                    external_id: &client_key,
+                    name: "JIRA",
+                    metadata: &metadata,
+                },
+                crate::now_ms(),
+            )
+            .await?,
+        ),
+    };
+    tx.commit().await?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"status": "installed", "integration_id": integration.map(|i| i.id)})),
+    ))
+}
+
+async fn jira_uninstalled(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let raw = raw_body(body)?;
+    let v = json_body(&raw)?;
+    let client_key = v
+        .get("clientKey")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("clientKey is required"))?;
+    crate::providers::jira::lifecycle::verify_lifecycle(
+        &state,
+        &headers,
+        &query,
+        "/extensions/jira/uninstalled/",
+        client_key,
+    )
+    .await?;
+    let mut tx = state.db.begin_write().await?;
+    let i = integrations::find_integration_by_external_id(&mut tx, "jira", client_key)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_integration",
+                format!("no jira tenant {client_key:?}"),
+            )
+        })?;
+    integrations::update_integration(
+        &mut tx,
+        i.id,
+        &i.name,
+        &i.metadata.0,
+        integrations::STATUS_DISABLED,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"status": "uninstalled", "integration_id": i.id})),
+    ))
+}

@@ -1,0 +1,99 @@
+//! Stored webhook deliveries: the raw body of every verified delivery, unique per provider
+//! and delivery key, and the job it produced.
+
+use serde::Serialize;
+use sqlx::types::Json;
+
+use super::Result;
+use crate::db::Tx;
+use crate::on_tx;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: i64,
+    pub provider: String,
+    pub delivery_key: String,
+    pub integration_id: Option<i64>,
+    pub received_at: i64,
+    pub headers: Json<serde_json::Value>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub job_id: Option<String>,
+}
+
+pub struct NewDelivery<'a> {
+    pub provider: &'a str,
+    pub delivery_key: &'a str,
+    pub integration_id: Option<i64>,
+    pub headers: &'a serde_json::Value,
+    pub body: &'a [u8],
+}
+
+/// Stores a delivery; `None` when one with the same key exists (a provider retry).
+pub async fn insert_delivery(tx: &mut Tx, d: &NewDelivery<'_>, now: i64) -> Result<Option<i64>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (provider, delivery_key, integration_id, received_at, headers, body) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (provider, delivery_key) DO NOTHING RETURNING id"
+    )
+    .bind(d.provider)
+    .bind(d.delivery_key)
+    .bind(d.integration_id)
+    .bind(now)
+    .bind(Json(d.headers))
+    .bind(d.body)
+    .fetch_optional(c)
+    .await
+    })?)
+}
+
+pub async fn set_delivery_job(tx: &mut Tx, id: i64, job_id: &str) -> Result<()> {
+    on_tx!(tx, |c| sqlx::query(
+        "UPDATE webhook_deliveries SET job_id = $2 WHERE id = $1"
+    )
+    .bind(id)
+    .bind(job_id)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn find_delivery(tx: &mut Tx, id: i64) -> Result<Option<Delivery>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT id, provider, delivery_key, integration_id, received_at, headers, body, job_id FROM webhook_deliveries WHERE id = $1"
+    )
+    .bind(id)
+    .fetch_optional(c)
+    .await
+    })?)
+}
+
+/// Newest first, keyset-paged by id.
+pub async fn list_deliveries(
+    tx: &mut Tx,
+    provider: Option<&str>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Delivery>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT id, provider, delivery_key, integration_id, received_at, headers, body, job_id FROM webhook_deliveries \
+         WHERE ($1 IS NULL OR provider = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+    )
+    .bind(provider)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    })?)
+}
+
+pub async fn count_deliveries(tx: &mut Tx) -> Result<i64> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries"
+    )
+    .fetch_one(c)
+    .await)?)
+}

@@ -1,0 +1,30 @@
+//! Sync logic: inbound (provider event → our groups) and outbound (our change → provider),
+//! with the loop guards of spec §6.5.
+
+pub mod inbound;
+
+use serde_json::Value;
+
+use crate::store::integrations::OrganizationIntegration;
+
+/// The sync switch `key` of an installation (spec §1.2); missing means off.
+pub fn switch(oi: &OrganizationIntegration, key: &str) -> bool {
+    oi.status == 0
+        && oi
+            .config
+            .0
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+}
+
+/// Display name and key of a provider, as written into activity data.
+pub fn provider_name(provider: &str) -> &'static str {
+    match provider {
+        "vsts" => "Azure DevOps",
+        "jira" => "Jira",
+        "jira_server" => "Jira Server",
+        "discord" => "Discord",
+        _ => "Unknown",
+    }
+}
