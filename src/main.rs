@@ -39,9 +39,27 @@ enum Command {
     /// Inspect, retry, kill and purge jobs.
     #[command(subcommand)]
     Jobs(JobsCmd),
+    /// Stored webhook deliveries.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCmd),
     /// The benchmark harness (use a release build).
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Subcommand)]
+enum DeliveriesCmd {
+    /// Recent deliveries, newest first.
+    List {
+        #[arg(long, value_parser = ["vsts", "jira", "jira_server", "discord"])]
+        provider: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enqueue a stored delivery again.
+    Replay { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -215,6 +233,44 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 p(&r.scheduled_delay_error)
             );
             Ok(())
+        }
+        Command::Deliveries(cmd) => {
+            let state = startup::build_state(settings).await?;
+            match cmd {
+                DeliveriesCmd::List {
+                    provider,
+                    limit,
+                    json,
+                } => {
+                    let list =
+                        ops::list_deliveries(&state.db, provider.as_deref(), None, limit).await?;
+                    if json {
+                        return print_json(&list);
+                    }
+                    println!(
+                        "{:>8}  {:<11}  {:<19}  {:<40}  {:<26}  job state",
+                        "id", "provider", "received (UTC)", "delivery key", "job"
+                    );
+                    for d in &list {
+                        let key: String = d.delivery_key.chars().take(40).collect();
+                        println!(
+                            "{:>8}  {:<11}  {:<19}  {:<40}  {:<26}  {}",
+                            d.id,
+                            d.provider,
+                            fmt_ms(d.received_at_ms),
+                            key,
+                            d.job_id.as_deref().unwrap_or("-"),
+                            d.job_state.as_deref().unwrap_or("-")
+                        );
+                    }
+                    Ok(())
+                }
+                DeliveriesCmd::Replay { id } => {
+                    let r = ops::replay_delivery(&state.db, id).await?;
+                    println!("delivery {id} enqueued as job {}", r.id());
+                    Ok(())
+                }
+            }
         }
         Command::Jobs(cmd) => {
             let state = startup::build_state(settings).await?;

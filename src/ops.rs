@@ -13,7 +13,7 @@ use crate::store::jobs::{self, AttemptRow, JobFilter, JobRow, QueueStateCount};
 pub enum OpsError {
     #[error("{0}")]
     Invalid(String),
-    #[error("no job {0}")]
+    #[error("no {0}")]
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -107,7 +107,7 @@ pub async fn show(db: &Db, id: &str) -> Result<JobDetail, OpsError> {
     let mut tx = db.begin().await?;
     let row = jobs::find_job(&mut tx, id)
         .await?
-        .ok_or_else(|| OpsError::NotFound(id.to_string()))?;
+        .ok_or_else(|| OpsError::NotFound(format!("job {id}")))?;
     let history = jobs::list_attempts(&mut tx, id).await?;
     Ok(JobDetail {
         job: JobView::from(&row),
@@ -229,4 +229,70 @@ mod tests {
         assert!(parse_age("x").is_err());
         assert!(parse_age("-1d").is_err());
     }
+}
+
+/// A stored delivery as operators see it (the body is not shown: it may be large).
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub provider: String,
+    pub delivery_key: String,
+    pub integration_id: Option<i64>,
+    pub received_at_ms: i64,
+    pub headers: Value,
+    pub body_bytes: usize,
+    pub job_id: Option<String>,
+    pub job_state: Option<String>,
+}
+
+pub async fn list_deliveries(
+    db: &Db,
+    provider: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliveryView>, OpsError> {
+    let mut tx = db.begin().await?;
+    let rows =
+        crate::store::deliveries::list_deliveries(&mut tx, provider, before, limit.clamp(1, 1000))
+            .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for d in rows {
+        let job_state = match &d.job_id {
+            Some(id) => jobs::find_job(&mut tx, id).await?.map(|j| j.state),
+            None => None,
+        };
+        out.push(DeliveryView {
+            id: d.id,
+            provider: d.provider,
+            delivery_key: d.delivery_key,
+            integration_id: d.integration_id,
+            received_at_ms: d.received_at,
+            headers: d.headers.0,
+            body_bytes: d.body.len(),
+            job_id: d.job_id,
+            job_state,
+        });
+    }
+    Ok(out)
+}
+
+/// Enqueues a stored delivery again. Refused while its last job is unfinished.
+pub async fn replay_delivery(db: &Db, id: i64) -> Result<jobs::Enqueued, OpsError> {
+    let mut tx = db.begin_write().await?;
+    crate::store::deliveries::find_delivery(&mut tx, id)
+        .await?
+        .ok_or_else(|| OpsError::NotFound(format!("delivery {id}")))?;
+    let r = crate::worker::enqueue(
+        &mut tx,
+        &issuesync_jobs::process_webhook::ProcessWebhook { delivery_id: id },
+    )
+    .await?;
+    if let jobs::Enqueued::Duplicate(job) = &r {
+        return Err(OpsError::Invalid(format!(
+            "delivery {id} is still being processed by job {job}"
+        )));
+    }
+    crate::store::deliveries::set_delivery_job(&mut tx, id, r.id()).await?;
+    tx.commit().await?;
+    Ok(r)
 }

@@ -50,6 +50,7 @@ inbound_tests!(
     jira_server_bad_input,
     jira_cloud_bad_input,
     database_away_answers_503_and_the_retry_succeeds,
+    deliveries_can_be_listed_and_replayed,
 );
 
 fn fixture(name: &str) -> Value {
@@ -1160,4 +1161,68 @@ async fn database_away_answers_503_and_the_retry_succeeds(app: TestApp) {
     let (s, v) = post_vsts(&app, &body, Some(ADO_SECRET)).await;
     assert_eq!((s, v["status"].as_str()), (200, Some("queued")), "{v}");
     assert_eq!(counts(&app).await, (before.0 + 1, before.1 + 1));
+}
+
+async fn deliveries_can_be_listed_and_replayed(app: TestApp) {
+    let w = world(&app).await;
+    let g = w.group(&app, "ADO 31", "unresolved").await;
+    w.link(&app, w.org, w.vsts, "31", g).await;
+    let (_, v) = post_vsts(
+        &app,
+        &fixture("vsts_workitem_updated_assignee_change.json"),
+        Some(ADO_SECRET),
+    )
+    .await;
+    let delivery = v["delivery_id"].as_i64().unwrap();
+    // While its job is pending, a replay is refused.
+    let (s, e) = app
+        .post(&format!("/deliveries/{delivery}/replay"), json!({}))
+        .await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("bad_request")), "{e}");
+    let workers = app.start_workers();
+    drain(&app).await;
+    let (s, list) = app.get("/deliveries?provider=vsts").await;
+    assert_eq!(s, 200);
+    assert_eq!(list[0]["id"], delivery);
+    assert_eq!(list[0]["job_state"], "done");
+    assert_eq!(
+        list[0]["headers"].get("shared-secret"),
+        None,
+        "an auth header was stored"
+    );
+    // Unassign by hand, then replay: the assignment is applied again.
+    {
+        let mut tx = app.state.db.begin().await.unwrap();
+        let gref = issuesync::domain::assign::GroupRef {
+            group_id: g,
+            project_id: w.project,
+            organization_id: w.org,
+        };
+        issuesync::domain::assign::deassign(&mut tx, gref, None, None, &mut Default::default())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let (code, out) = app.run_cli(&["deliveries", "replay", &delivery.to_string()]);
+    assert_eq!(code, 0, "{out}");
+    drain(&app).await;
+    assert_eq!(
+        group(&app, g).await["assignedTo"],
+        format!("user:{}", w.user)
+    );
+    assert_eq!(
+        app.post("/deliveries/999999/replay", json!({})).await.0,
+        404
+    );
+    let (code, out) = app.run_cli(&["deliveries", "list", "--json"]);
+    assert_eq!(code, 0);
+    assert!(
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    );
+    workers.stop().await;
 }

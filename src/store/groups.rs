@@ -226,7 +226,9 @@ pub async fn unsubscribe_users(
 ) -> Result<u64> {
     let mut n = 0;
     for uid in user_ids {
-        n += on_tx!(tx, |c| sqlx::query(
+        n +=
+            on_tx!(tx, |c| {
+                sqlx::query(
             "DELETE FROM group_subscriptions WHERE group_id = $1 AND user_id = $2 AND reason = $3"
         )
         .bind(group_id)
@@ -234,7 +236,8 @@ pub async fn unsubscribe_users(
         .bind(reason)
         .execute(c)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+            })?;
     }
     Ok(n)
 }
@@ -350,9 +353,8 @@ pub async fn set_group_status(
     substatus: Option<i32>,
     resolved_at: Option<i64>,
 ) -> Result<bool> {
-    let n =
-        on_tx!(tx, |c| {
-            sqlx::query(
+    let n = on_tx!(tx, |c| {
+        sqlx::query(
         "UPDATE groups SET status = $2, substatus = $3, resolved_at = COALESCE($4, resolved_at) \
          WHERE id = $1 AND (status <> $2 OR substatus IS DISTINCT FROM $3)"
     )
@@ -363,6 +365,6 @@ pub async fn set_group_status(
     .execute(c)
     .await
     .map(|r| r.rows_affected())
-        })?;
+    })?;
     Ok(n > 0)
 }

@@ -170,13 +170,23 @@ pub struct TestApp {
 
 /// Spawns the app; None when the needed services are not configured (the test then skips).
 pub async fn spawn_app(backend: Backend, seq: Seq) -> Option<TestApp> {
+    spawn_app_with(backend, seq, |_| {}).await
+}
+
+/// Spawns the app with settings adjusted by `tweak`.
+pub async fn spawn_app_with(
+    backend: Backend,
+    seq: Seq,
+    tweak: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     let (pg, redis) = require(backend, seq)?;
     let db = TestDb::create(backend, pg.as_deref()).await;
     let redis_url = match (seq, redis) {
         (Seq::Redis, Some(r)) => Some(test_redis_url(&r).await),
         _ => None,
     };
-    let settings = Settings::for_tests(&db.url, redis_url.as_deref()).expect("settings");
+    let mut settings = Settings::for_tests(&db.url, redis_url.as_deref()).expect("settings");
+    tweak(&mut settings);
     let state = startup::build_state(settings).await.expect("build state");
     state.db.migrate().await.expect("migrate");
     let server = startup::bind(state.clone()).await.expect("bind");

@@ -30,8 +30,8 @@ impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
         match e {
             OpsError::Invalid(d) => ApiError::bad_request(d),
-            OpsError::NotFound(id) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no job {id}"))
+            OpsError::NotFound(what) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
             }
             OpsError::Store(s) => s.into(),
         }

@@ -1,5 +1,6 @@
 //! The admin API under `/api/v1`, behind `Authorization: Bearer $ISSUESYNC_ADMIN_TOKEN`.
 
+mod deliveries;
 mod integrations;
 mod jobs;
 mod orgs;
@@ -25,6 +26,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(projects::routes())
         .merge(integrations::routes())
         .merge(jobs::routes())
+        .merge(deliveries::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin_token))
 }
 
