@@ -29,6 +29,7 @@ impl crate::Job for SyncAssigneeOutbound {
 fn round_trip() {
     crate::round_trip(SyncAssigneeOutbound {
         external_issue_id: 3,
+        group_id: Some(4),
         user_id: Some(7),
         assign: true,
         source_integration_id: Some(1),
