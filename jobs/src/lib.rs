@@ -42,6 +42,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Wall-clock limit of one attempt.
     const TIMEOUT_SECS: u64 = 60;
 
+    /// Coalescing kinds (outbound syncs, whose handlers push the current state): a new
+    /// enqueue replaces the payload of a pending job with the same key, and when that job is
+    /// already running a new one is queued behind it. Others: the second enqueue is a no-op.
+    const COALESCE: bool = false;
+
     /// While a job with this key is not finished, enqueueing another does nothing.
     fn dedup_key(&self) -> Option<String> {
         None

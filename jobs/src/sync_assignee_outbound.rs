@@ -20,6 +20,7 @@ impl crate::Job for SyncAssigneeOutbound {
     const QUEUE: &'static str = crate::queues::OUTBOUND;
     const MAX_ATTEMPTS: u32 = 6;
     const TIMEOUT_SECS: u64 = 120;
+    const COALESCE: bool = true;
     fn dedup_key(&self) -> Option<String> {
         Some(format!("assignee:{}", self.external_issue_id))
     }

@@ -13,6 +13,7 @@ impl crate::Job for SyncStatusOutbound {
     const QUEUE: &'static str = crate::queues::OUTBOUND;
     const MAX_ATTEMPTS: u32 = 6;
     const TIMEOUT_SECS: u64 = 120;
+    const COALESCE: bool = true;
     fn dedup_key(&self) -> Option<String> {
         Some(format!("status:{}", self.external_issue_id))
     }

@@ -226,9 +226,8 @@ pub async fn unsubscribe_users(
 ) -> Result<u64> {
     let mut n = 0;
     for uid in user_ids {
-        n +=
-            on_tx!(tx, |c| {
-                sqlx::query(
+        n += on_tx!(tx, |c| {
+            sqlx::query(
             "DELETE FROM group_subscriptions WHERE group_id = $1 AND user_id = $2 AND reason = $3"
         )
         .bind(group_id)
@@ -237,7 +236,7 @@ pub async fn unsubscribe_users(
         .execute(c)
         .await
         .map(|r| r.rows_affected())
-            })?;
+        })?;
     }
     Ok(n)
 }

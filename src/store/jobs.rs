@@ -124,6 +124,8 @@ pub struct NewJob<'a> {
     pub run_at: Option<DateTime<Utc>>,
     pub dedup_key: Option<String>,
     pub priority: i32,
+    /// Replace a pending holder's payload; queue behind a running one.
+    pub coalesce: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -155,6 +157,16 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>) -> Result<Enqueued> {
              AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
         );
         exec2(tx, &sql, job.queue, key).await?;
+        if job.coalesce {
+            if let Some(id) = replace_pending_payload(tx, job.queue, key, &job.payload).await? {
+                return Ok(Enqueued::Duplicate(id));
+            }
+            let sql = fill(
+                d,
+                "UPDATE {table} SET idempotency_key = NULL WHERE job_type = $1 AND idempotency_key = $2 AND status IN ('Queued', 'Running')",
+            );
+            exec2(tx, &sql, job.queue, key).await?;
+        }
     }
     let id = ulid::Ulid::generate().to_string();
     let inserted = match tx {
@@ -218,6 +230,39 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>) -> Result<Enqueued> {
         }
     };
     Ok(Enqueued::Duplicate(existing.unwrap_or_default()))
+}
+
+/// Coalescing: the pending (not running) job with this key takes the new payload.
+async fn replace_pending_payload(
+    tx: &mut Tx,
+    queue: &str,
+    key: &str,
+    payload: &[u8],
+) -> Result<Option<String>> {
+    let d = dialect(tx);
+    let sql = fill(
+        d,
+        "UPDATE {table} SET job = $3 WHERE job_type = $1 AND idempotency_key = $2 \
+         AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) RETURNING id",
+    );
+    Ok(match tx {
+        Tx::Pg(t) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(queue)
+                .bind(key)
+                .bind(payload)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Sqlite(t) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(queue)
+                .bind(key)
+                .bind(payload)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    })
 }
 
 async fn exec2(tx: &mut Tx, sql: &str, a: &str, b: &str) -> Result<u64> {

@@ -28,6 +28,7 @@ pub async fn enqueue_at<J: Job>(
         &envelope,
         job.dedup_key(),
         run_at,
+        J::COALESCE,
     )
     .await
 }
@@ -40,6 +41,7 @@ pub async fn enqueue_envelope(
     envelope: &Envelope,
     dedup_key: Option<String>,
     run_at: Option<DateTime<Utc>>,
+    coalesce: bool,
 ) -> Result<Enqueued, StoreError> {
     let payload = serde_json::to_vec(envelope)
         .map_err(|e| StoreError::Conflict(format!("cannot encode job: {e}")))?;
@@ -52,6 +54,7 @@ pub async fn enqueue_envelope(
             run_at,
             dedup_key,
             priority: 0,
+            coalesce,
         },
     )
     .await?;

@@ -103,6 +103,7 @@ async fn create(
         &env,
         issuesync_jobs::dedup_key_of(&env),
         run_at,
+        false,
     )
     .await?;
     tx.commit().await?;
