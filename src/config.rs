@@ -31,6 +31,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub http: HttpSettings,
     pub queue: QueueSettings,
+    /// Provider requests per second, per integration, by provider key.
+    pub rate_limit: std::collections::HashMap<String, u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -84,7 +84,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     Ok(AppState {
         db,
         caches: Caches::new(kv.clone(), &settings.cache),
-        http: Http::new(kv.clone()),
+        http: Http::new(kv.clone(), &settings.rate_limit),
         kv,
         snowflake,
         settings: Arc::new(settings),

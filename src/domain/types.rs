@@ -72,4 +72,5 @@ pub mod history {
 
 pub mod subscription_reason {
     pub const ASSIGNED: i32 = 2;
+    pub const STATUS_CHANGE: i32 = 4;
 }

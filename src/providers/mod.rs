@@ -4,6 +4,7 @@
 pub mod http;
 pub mod jira;
 pub mod jira_server;
+pub mod ratelimit;
 pub mod vsts;
 
 /// Why a delivery was refused before anything was stored.

@@ -2,6 +2,8 @@
 //! with the loop guards of spec §6.5.
 
 pub mod inbound;
+pub mod intent;
+pub mod outbound;
 
 use serde_json::Value;
 

@@ -63,6 +63,7 @@ impl<'a> JiraClient<'a> {
 
     pub fn request(&self, method: Method, path: &str) -> Request<'static> {
         let mut r = Request::new(method, format!("{}{}", self.base_url, path));
+        r.limit = Some((self.integration.provider.clone(), self.integration.id));
         if self.integration.provider == "jira" {
             r.extra_headers
                 .push(("x-atlassian-force-account-id", "true".into()));
@@ -111,4 +112,113 @@ impl<'a> JiraClient<'a> {
             .filter(|e| !e.is_empty())
             .map(str::to_string))
     }
+}
+
+/// A Jira user as the assignable-search API returns it.
+#[derive(Debug, Clone)]
+pub struct JiraUser {
+    /// `name` (Server) or `accountId` (Cloud): what the assignee API takes.
+    pub id: String,
+    pub email: Option<String>,
+}
+
+impl<'a> JiraClient<'a> {
+    fn is_cloud(&self) -> bool {
+        self.integration.provider == "jira"
+    }
+
+    /// GET /rest/api/2/issue/{key}.
+    pub async fn get_issue(&self, key: &str) -> Result<Value, ApiError> {
+        let req = self
+            .request(
+                Method::GET,
+                &format!("/rest/api/2/issue/{}", path_segment(key)),
+            )
+            .query("fields", "status,project,assignee");
+        Ok(self.http.send(&self.auth, &req).await?.json)
+    }
+
+    /// The issue's transitions (cached 240 s).
+    pub async fn get_transitions(&self, key: &str) -> Result<Vec<Value>, ApiError> {
+        let req = self.request(
+            Method::GET,
+            &format!("/rest/api/2/issue/{}/transitions", path_segment(key)),
+        );
+        let v = self
+            .http
+            .get_cached(self.integration.id, &self.auth, &req)
+            .await?;
+        Ok(v.get("transitions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    pub async fn transition_issue(&self, key: &str, transition_id: &str) -> Result<(), ApiError> {
+        let body = serde_json::json!({"transition": {"id": transition_id}});
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/rest/api/2/issue/{}/transitions", path_segment(key)),
+            )
+            .json(&body);
+        self.http.send(&self.auth, &req).await.map(|_| ())
+    }
+
+    /// Users assignable to the issue that match `email` (cached 240 s).
+    pub async fn search_assignable(
+        &self,
+        key: &str,
+        email: &str,
+    ) -> Result<Vec<JiraUser>, ApiError> {
+        let param = if self.is_cloud() { "query" } else { "username" };
+        let req = self
+            .request(Method::GET, "/rest/api/2/user/assignable/search")
+            .query("issueKey", key)
+            .query(param, email);
+        let v = self
+            .http
+            .get_cached(self.integration.id, &self.auth, &req)
+            .await?;
+        let id_field = if self.is_cloud() { "accountId" } else { "name" };
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| {
+                        Some(JiraUser {
+                            id: u.get(id_field)?.as_str()?.to_string(),
+                            email: u
+                                .get("emailAddress")
+                                .and_then(Value::as_str)
+                                .filter(|e| !e.is_empty())
+                                .map(str::to_string),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// PUT the assignee (`None` unassigns): `{"name": …}` on Server, `{"accountId": …}` on Cloud.
+    pub async fn assign_issue(&self, key: &str, user: Option<&str>) -> Result<(), ApiError> {
+        let field = if self.is_cloud() { "accountId" } else { "name" };
+        let body = serde_json::json!({ field: user });
+        let req = self
+            .request(
+                Method::PUT,
+                &format!("/rest/api/2/issue/{}/assignee", path_segment(key)),
+            )
+            .json(&body);
+        self.http.send(&self.auth, &req).await.map(|_| ())
+    }
+}
+
+/// An issue key as one path segment (keys are `[A-Z0-9]+-\d+`; anything else is encoded).
+fn path_segment(key: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(key, SET).to_string()
 }

@@ -112,3 +112,106 @@ impl<'a> VstsClient<'a> {
             .collect())
     }
 }
+
+impl<'a> VstsClient<'a> {
+    /// GET a work item.
+    pub async fn get_work_item(&self, id: &str) -> Result<Value, ApiError> {
+        let req = self.request(
+            Method::GET,
+            &format!("_apis/wit/workitems/{}", id.trim()),
+            false,
+        );
+        Ok(self.http.send(&self.auth, &req).await?.json)
+    }
+
+    /// All well-formed projects (100 a page, at most 10 pages): (id, name).
+    pub async fn get_projects(&self) -> Result<Vec<(String, String)>, ApiError> {
+        let mut out = Vec::new();
+        for page in 0..10 {
+            let req = self
+                .request(Method::GET, "_apis/projects", false)
+                .query("stateFilter", "WellFormed")
+                .query("$skip", (page * 100).to_string())
+                .query("$top", "100");
+            let v = self.http.send(&self.auth, &req).await?.json;
+            let items = v
+                .get("value")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let n = items.len();
+            out.extend(items.iter().filter_map(|p| {
+                Some((
+                    p.get("id")?.as_str()?.to_string(),
+                    p.get("name")?.as_str()?.to_string(),
+                ))
+            }));
+            if n < 100 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// PATCH one field of a work item: replace with a value, or remove it.
+    pub async fn update_field(
+        &self,
+        id: &str,
+        field: &str,
+        value: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let path = format!("/fields/{field}");
+        let body = match value {
+            Some(v) => serde_json::json!([{"op": "replace", "path": path, "value": v}]),
+            None => serde_json::json!([{"op": "remove", "path": path}]),
+        };
+        let mut req = self
+            .request(
+                Method::PATCH,
+                &format!("_apis/wit/workitems/{}", id.trim()),
+                false,
+            )
+            .json(&body);
+        req.json_patch = true;
+        self.http.send(&self.auth, &req).await.map(|_| ())
+    }
+
+    /// The account's users, paging with the continuation token: mail addresses.
+    pub async fn user_emails(&self) -> Result<Vec<String>, ApiError> {
+        let base = self
+            .integration
+            .metadata
+            .0
+            .get("vssps_url")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("https://{}.vssps.visualstudio.com", self.integration.name));
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..50 {
+            let mut req = Request::new(
+                Method::GET,
+                format!("{}/_apis/graph/users", base.trim_end_matches('/')),
+            )
+            .query("api-version", API_VERSION_PREVIEW);
+            req.limit = Some(("vsts".into(), self.integration.id));
+            if let Some(t) = &token {
+                req = req.query("continuationToken", t.clone());
+            }
+            let resp = self.http.send(&self.auth, &req).await?;
+            out.extend(
+                resp.json
+                    .get("value")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.get("mailAddress")?.as_str().map(str::to_string)),
+            );
+            match resp.continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}

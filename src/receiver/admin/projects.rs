@@ -27,7 +27,7 @@ pub fn routes() -> Router<AppState> {
             put(add_team).delete(remove_team),
         )
         .route("/projects/{id}/groups", get(list_groups).post(create_group))
-        .route("/groups/{id}", get(get_group))
+        .route("/groups/{id}", get(get_group).put(update_group))
 }
 
 #[derive(Deserialize)]
@@ -235,6 +235,102 @@ pub async fn group_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
 }
 
 async fn get_group(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    Ok(Json(group_json(&mut tx, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupUpdate {
+    /// "resolved" | "unresolved" | "ignored"
+    status: Option<String>,
+    /// With "unresolved": "ongoing" (default) or "regressed"; with "ignored":
+    /// "archived_until_escalating" (default) or "archived_forever".
+    substatus: Option<String>,
+    /// "user:ID" | "team:ID" | null (unassign). Absent: unchanged.
+    #[serde(default, rename = "assignedTo", deserialize_with = "present")]
+    assigned_to: Option<Option<String>>,
+    /// The acting user, recorded in the activity.
+    acting_user_id: Option<i64>,
+}
+
+/// Distinguishes an explicit null (unassign) from an absent field.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+/// Parses "user:ID" / "team:ID".
+pub fn parse_actor(s: &str) -> ApiResult<crate::domain::assign::Actor> {
+    use crate::domain::assign::Actor;
+    let bad = || {
+        ApiError::bad_request(format!(
+            "assignedTo must be \"user:ID\", \"team:ID\" or null, not {s:?}"
+        ))
+    };
+    let (kind, id) = s.split_once(':').ok_or_else(bad)?;
+    let id: i64 = id.parse().map_err(|_| bad())?;
+    match kind {
+        "user" => Ok(Actor::User(id)),
+        "team" => Ok(Actor::Team(id)),
+        _ => Err(bad()),
+    }
+}
+
+/// The status/assignee change intent (Sentry's update_groups / handle_assigned_to).
+async fn update_group(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<GroupUpdate>,
+) -> ApiResult<Json<Value>> {
+    use crate::sync::intent::{ChangeError, ChangeSource, GroupChange, StatusIntent};
+    let status = match (b.status.as_deref(), b.substatus.as_deref()) {
+        (None, None) => None,
+        (Some("resolved"), None) => Some(StatusIntent::Resolved),
+        (Some("unresolved"), None | Some("ongoing")) => {
+            Some(StatusIntent::Unresolved { regressed: false })
+        }
+        (Some("unresolved"), Some("regressed")) => {
+            Some(StatusIntent::Unresolved { regressed: true })
+        }
+        (Some("ignored"), None | Some("archived_until_escalating")) => {
+            Some(StatusIntent::Ignored { forever: false })
+        }
+        (Some("ignored"), Some("archived_forever")) => {
+            Some(StatusIntent::Ignored { forever: true })
+        }
+        (st, sub) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported status/substatus {st:?}/{sub:?}"
+            )));
+        }
+    };
+    let assigned_to = match &b.assigned_to {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(a)) => Some(Some(parse_actor(a)?)),
+    };
+    if status.is_none() && assigned_to.is_none() {
+        return Err(ApiError::bad_request("give status and/or assignedTo"));
+    }
+    let change = GroupChange {
+        status,
+        assigned_to,
+    };
+    crate::sync::intent::apply_group_change(
+        &s,
+        id,
+        &change,
+        &ChangeSource {
+            acting_user: b.acting_user_id,
+            integration: None,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        ChangeError::NotFound => ApiError::not_found("group"),
+        ChangeError::Invalid(d) => ApiError::bad_request(d),
+        ChangeError::Store(e) => e.into(),
+    })?;
     let mut tx = s.db.begin().await?;
     Ok(Json(group_json(&mut tx, id).await?))
 }
