@@ -221,8 +221,7 @@ pub async fn sync_assignee_outbound(
                 // A later page may overwrite an earlier match, as in Sentry.
                 let m = all
                     .into_iter()
-                    .filter(|m| emails.contains(&m.to_lowercase()))
-                    .last();
+                    .rfind(|m| emails.contains(&m.to_lowercase()));
                 Some(m.ok_or_else(|| JobError::Permanent("vsts.assignee-not-found: no Azure DevOps user has a verified email of the assignee".into()))?)
             } else {
                 None
