@@ -388,19 +388,14 @@ fn authorization(auth: &Auth, req: &Request<'_>) -> Result<String, ApiError> {
                 status: 0,
                 message: m,
             })?;
-            let token = oauth1_request::Token::from_parts(
-                consumer_key.as_str(),
-                "",
-                access_token.as_str(),
-                "",
-            );
-            let params = oauth1_request::ParameterList::new(req.query.clone());
-            Ok(oauth1_request::authorize(
+            Ok(oauth1_authorization(
                 req.method.as_str(),
                 &req.url,
-                &params,
-                &token,
-                oauth1_request::signature_method::Rsa09Sha1::new(key),
+                &req.query,
+                consumer_key,
+                access_token,
+                key,
+                None,
             ))
         }
     }

@@ -55,6 +55,12 @@ async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
         sync_status_inbound::SyncStatusInbound::JOB_NAME => {
             crate::sync::inbound::sync_status_inbound(decode(env)?, ctx).await
         }
+        sync_status_outbound::SyncStatusOutbound::JOB_NAME => {
+            crate::sync::outbound::sync_status_outbound(decode(env)?, ctx).await
+        }
+        sync_assignee_outbound::SyncAssigneeOutbound::JOB_NAME => {
+            crate::sync::outbound::sync_assignee_outbound(decode(env)?, ctx).await
+        }
         other => Err(JobError::Permanent(format!(
             "no handler for job kind {other:?} in this version"
         ))),

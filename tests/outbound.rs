@@ -1,0 +1,721 @@
+//! Outbound sync end to end: change intents through the admin API reach wiremock providers
+//! with the exact requests (path, method, body, auth). SQLite and Postgres + Redis.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestApp;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
+const PUBLIC: &str = include_str!("fixtures/test_rsa_public.pem");
+
+macro_rules! outbound_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(app) = common::spawn_app(common::Backend::Sqlite, common::Seq::Local).await { super::$name(app).await }
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_redis() {
+                    if let Some(app) = common::spawn_app(common::Backend::Postgres, common::Seq::Redis).await { super::$name(app).await }
+                }
+            }
+        )*
+    };
+}
+
+outbound_tests!(
+    jira_server_transition_signed_with_oauth1,
+    ado_state_assign_and_unassign,
+    jira_cloud_assignee_lookup,
+    rate_limited_provider_is_waited_for_without_using_attempts,
+    inbound_assignment_reaches_the_other_integration_only,
+    regression_syncs_and_ignore_does_not,
+    pending_outbound_jobs_coalesce,
+    permanent_provider_errors_stop_at_once,
+);
+
+struct World {
+    org: i64,
+    project: i64,
+    user: i64,
+    jira_server: i64,
+    jira: i64,
+    vsts: i64,
+    mock: MockServer,
+}
+
+async fn world(app: &TestApp) -> World {
+    let mock = MockServer::start().await;
+    let org = app.create("/organizations", json!({"name": "Acme"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let team = app
+        .create(
+            &format!("/organizations/{org}/teams"),
+            json!({"name": "Backend"}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let project = app
+        .create(
+            &format!("/organizations/{org}/projects"),
+            json!({"name": "Web", "teams": [team]}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let user = app.create("/users", json!({"name": "Lauryn", "emails": [{"email": "lauryn@sentry.io", "is_verified": true}]})).await["id"].as_i64().unwrap();
+    app.create(
+        &format!("/organizations/{org}/members"),
+        json!({"user_id": user, "teams": [team]}),
+    )
+    .await;
+    let id = |v: Value| v["id"].as_i64().unwrap();
+    let jira_server = id(app
+        .create("/integrations", json!({"provider": "jira_server", "external_id": "jira.example.com:issuesync", "name": "issuesync",
+            "metadata": {"base_url": mock.uri(), "webhook_secret": "a long secret value", "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
+        .await);
+    let jira = id(app
+        .create("/integrations", json!({"provider": "jira", "external_id": "jira:tenant", "name": "JIRA", "metadata": {"base_url": mock.uri(), "shared_secret": "cloud-secret"}}))
+        .await);
+    let vsts = id(app
+        .create("/integrations", json!({"provider": "vsts", "external_id": "80ded3e8-3cd3-43b1-9f96-52032624aa3a", "name": "acct",
+            "metadata": {"domain_name": format!("{}/", mock.uri()), "vssps_url": mock.uri(), "access_token": "ado-token", "subscription": {"id": "s", "secret": "ado-secret"}}}))
+        .await);
+    let config = json!({"sync_status_forward": true, "sync_status_reverse": true, "sync_forward_assignment": true, "sync_reverse_assignment": true});
+    for (i, ext, resolved, unresolved) in [
+        (jira_server, "10000", "10101", "3"),
+        (jira, "10000", "10101", "3"),
+        (vsts, "proj-guid", "Resolved", "Active"),
+    ] {
+        let (_, oi) = app
+            .api(
+                reqwest::Method::PUT,
+                &format!("/integrations/{i}/organizations/{org}"),
+                Some(json!({"config": config})),
+            )
+            .await;
+        let (s, _) = app
+            .post(&format!("/organization-integrations/{}/external-projects", oi["id"]), json!({"external_id": ext, "resolved_status": resolved, "unresolved_status": unresolved}))
+            .await;
+        assert_eq!(s, 200);
+    }
+    World {
+        org,
+        project,
+        user,
+        jira_server,
+        jira,
+        vsts,
+        mock,
+    }
+}
+
+impl World {
+    /// A group linked to `key` of each given integration.
+    async fn group(&self, app: &TestApp, links: &[(i64, &str)]) -> i64 {
+        let g = app
+            .create(
+                &format!("/projects/{}/groups", self.project),
+                json!({"title": "boom"}),
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        for (integration, key) in links {
+            app.create("/external-issues", json!({"organization_id": self.org, "integration_id": integration, "key": key, "group_ids": [g]})).await;
+        }
+        g
+    }
+}
+
+async fn put_group(app: &TestApp, g: i64, body: Value) -> Value {
+    let (s, v) = app
+        .api(reqwest::Method::PUT, &format!("/groups/{g}"), Some(body))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+async fn drain(app: &TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let stats = issuesync::ops::stats(&app.state.db).await.unwrap();
+        let busy: i64 = stats
+            .counts
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.state.as_str(),
+                    "pending" | "running" | "scheduled" | "failed"
+                )
+            })
+            .map(|c| c.count)
+            .sum();
+        if busy == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue did not drain: {:?}",
+            stats.counts
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn requests(w: &World, method_name: &str, path_str: &str) -> Vec<Request> {
+    w.mock
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == method_name && r.url.path() == path_str)
+        .collect()
+}
+
+fn body(r: &Request) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+}
+
+/// An independent RFC 5849 verifier: rebuilds the base string from what the mock received
+/// and checks the RSA-SHA1 signature with the public key.
+fn verify_oauth1(r: &Request) -> bool {
+    use base64::Engine;
+    use rsa::pkcs8::DecodePublicKey;
+    let enc = |s: &str| {
+        const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        percent_encoding::utf8_percent_encode(s, SET).to_string()
+    };
+    let Some(h) = r.headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some(h) = h.strip_prefix("OAuth ") else {
+        return false;
+    };
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut signature = String::new();
+    for part in h.split(',') {
+        let Some((k, v)) = part.trim().split_once('=') else {
+            return false;
+        };
+        let v = percent_encoding::percent_decode_str(v.trim_matches('"'))
+            .decode_utf8_lossy()
+            .to_string();
+        if k == "oauth_signature" {
+            signature = v;
+        } else if k != "realm" {
+            params.push((k.to_string(), v));
+        }
+    }
+    for (k, v) in r.url.query_pairs() {
+        params.push((k.to_string(), v.to_string()));
+    }
+    let mut encoded: Vec<(String, String)> = params.iter().map(|(k, v)| (enc(k), enc(v))).collect();
+    encoded.sort();
+    let normalized = encoded
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    // wiremock's `url` says localhost without the port; the Host header is what was signed.
+    let host = r
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let url = format!("http://{host}{}", r.url.path());
+    let base = format!("{}&{}&{}", r.method.as_str(), enc(&url), enc(&normalized));
+    let key = rsa::RsaPublicKey::from_public_key_pem(PUBLIC).unwrap();
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    let digest = <sha1::Sha1 as sha1::Digest>::digest(base.as_bytes());
+    key.verify(rsa::Pkcs1v15Sign::new::<sha1::Sha1>(), &digest, &sig)
+        .is_ok()
+        && params
+            .iter()
+            .any(|(k, v)| k == "oauth_consumer_key" && v == "issuesync")
+        && params
+            .iter()
+            .any(|(k, v)| k == "oauth_token" && v == "tok-123")
+}
+
+async fn mock_jira_issue(w: &World, key: &str, status: &str) {
+    Mock::given(method("GET"))
+        .and(path(format!("/rest/api/2/issue/{key}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"key": key, "fields": {"status": {"id": status}, "project": {"id": "10000"}}}),
+        ))
+        .mount(&w.mock)
+        .await;
+    let transitions: Value =
+        serde_json::from_str(include_str!("fixtures/jira_transitions_response.json")).unwrap();
+    Mock::given(method("GET"))
+        .and(path(format!("/rest/api/2/issue/{key}/transitions")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(transitions))
+        .mount(&w.mock)
+        .await;
+}
+
+async fn jira_server_transition_signed_with_oauth1(app: TestApp) {
+    let w = world(&app).await;
+    mock_jira_issue(&w, "APP-1", "1").await;
+    mock_jira_issue(&w, "APP-2", "10101").await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/2/issue/APP-1/transitions"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/2/issue/APP-2/transitions"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(0)
+        .mount(&w.mock)
+        .await;
+    let g1 = w.group(&app, &[(w.jira_server, "APP-1")]).await;
+    let g2 = w.group(&app, &[(w.jira_server, "APP-2")]).await;
+    let _workers = app.start_workers();
+    let v = put_group(&app, g1, json!({"status": "resolved"})).await;
+    assert_eq!(v["status"], 1);
+    assert!(v["resolved_at"].as_i64().is_some());
+    put_group(&app, g2, json!({"status": "resolved"})).await;
+    drain(&app).await;
+    let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
+    if posts.is_empty() {
+        let all = issuesync::ops::list(&app.state.db, &Default::default(), 50)
+            .await
+            .unwrap();
+        panic!(
+            "jobs: {:#?}\nrequests: {:?}",
+            all.iter()
+                .map(|j| (&j.job, &j.state, &j.last_error))
+                .collect::<Vec<_>>(),
+            w.mock
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.url.to_string())
+                .collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        body(&posts[0]),
+        json!({"transition": {"id": "31"}}),
+        "the transition whose to.id is the target"
+    );
+    assert!(
+        verify_oauth1(&posts[0]),
+        "bad OAuth1 header: {:?}",
+        posts[0].headers.get("authorization")
+    );
+    for r in requests(&w, "GET", "/rest/api/2/issue/APP-1").await {
+        assert!(verify_oauth1(&r), "GET with a query is signed with it");
+    }
+    // APP-2 already had the target status: no transition was posted (expect(0)).
+    assert!(
+        requests(&w, "POST", "/rest/api/2/issue/APP-2/transitions")
+            .await
+            .is_empty()
+    );
+}
+
+async fn ado_state_assign_and_unassign(app: TestApp) {
+    let w = world(&app).await;
+    Mock::given(method("GET"))
+        .and(path("/_apis/wit/workitems/31"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 31, "fields": {"System.TeamProject": "MyFirstProject", "System.WorkItemType": "Bug"}})))
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/_apis/projects"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"count": 2, "value": [{"id": "other", "name": "Other"}, {"id": "proj-guid", "name": "MyFirstProject"}]})))
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/_apis/graph/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [{"mailAddress": "someone@else.io"}, {"mailAddress": "Lauryn@Sentry.io"}]})))
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/_apis/wit/workitems/31"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 31, "rev": 9})))
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, &[(w.vsts, "31")]).await;
+    let _workers = app.start_workers();
+    put_group(&app, g, json!({"status": "resolved"})).await;
+    drain(&app).await;
+    put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
+    drain(&app).await;
+    put_group(&app, g, json!({"assignedTo": null})).await;
+    drain(&app).await;
+    let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
+    let bodies: Vec<Value> = patches.iter().map(body).collect();
+    assert_eq!(
+        bodies,
+        [
+            json!([{"op": "replace", "path": "/fields/System.State", "value": "Resolved"}]),
+            json!([{"op": "replace", "path": "/fields/System.AssignedTo", "value": "Lauryn@Sentry.io"}]),
+            json!([{"op": "remove", "path": "/fields/System.AssignedTo"}]),
+        ]
+    );
+    for p in &patches {
+        assert_eq!(
+            p.headers.get("content-type").unwrap(),
+            "application/json-patch+json"
+        );
+        assert_eq!(p.headers.get("authorization").unwrap(), "Bearer ado-token");
+        assert_eq!(p.headers.get("x-http-method-override").unwrap(), "PATCH");
+        assert!(
+            p.url
+                .query()
+                .unwrap_or_default()
+                .contains("api-version=4.1")
+        );
+    }
+}
+
+async fn jira_cloud_assignee_lookup(app: TestApp) {
+    let w = world(&app).await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/user/assignable/search"))
+        .and(query_param("issueKey", "APP-9"))
+        .and(query_param("query", "lauryn@sentry.io"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"accountId": "wrong", "emailAddress": "x@y.z"}, {"accountId": "abc123", "emailAddress": "Lauryn@sentry.io"}])))
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/rest/api/2/issue/APP-9/assignee"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, &[(w.jira, "APP-9")]).await;
+    let _workers = app.start_workers();
+    put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
+    drain(&app).await;
+    let puts = requests(&w, "PUT", "/rest/api/2/issue/APP-9/assignee").await;
+    assert_eq!(puts.len(), 1);
+    assert_eq!(body(&puts[0]), json!({"accountId": "abc123"}));
+    let auth = puts[0]
+        .headers
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let token = auth.strip_prefix("JWT ").unwrap();
+    let claims = issuesync::providers::jira::auth::verify(
+        token,
+        "cloud-secret",
+        "PUT",
+        "/rest/api/2/issue/APP-9/assignee",
+        &[],
+        chrono::Utc::now().timestamp(),
+    )
+    .unwrap();
+    assert!(claims.exp - claims.iat.unwrap_or(0) == 300);
+    // Team assignments are never pushed.
+    let team = app
+        .create(
+            &format!("/organizations/{}/teams", w.org),
+            json!({"name": "T2"}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    put_group(&app, g, json!({"assignedTo": format!("team:{team}")})).await;
+    drain(&app).await;
+    assert_eq!(
+        requests(&w, "PUT", "/rest/api/2/issue/APP-9/assignee")
+            .await
+            .len(),
+        1
+    );
+}
+
+async fn rate_limited_provider_is_waited_for_without_using_attempts(app: TestApp) {
+    let w = world(&app).await;
+    mock_jira_issue(&w, "APP-1", "1").await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/2/issue/APP-1/transitions"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "2"))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/2/issue/APP-1/transitions"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, &[(w.jira_server, "APP-1")]).await;
+    let _workers = app.start_workers();
+    put_group(&app, g, json!({"status": "resolved"})).await;
+    let jobs = issuesync::ops::list(
+        &app.state.db,
+        &issuesync::store::jobs::JobFilter {
+            job_name: Some("sync_status_outbound".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    let job = app.wait_job_state(&jobs[0].id, "done", 40).await;
+    assert_eq!(job.job.attempts, 1, "429s used attempts: {:?}", job.history);
+    let outcomes: Vec<&str> = job.history.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["snoozed", "snoozed", "snoozed", "done"]);
+    // The mock never saw a request earlier than Retry-After allowed.
+    let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
+    assert_eq!(posts.len(), 4);
+    let times: Vec<i64> = job.history.iter().map(|a| a.started_at).collect();
+    for pair in job.history.windows(2) {
+        assert!(
+            pair[1].started_at - pair[0].finished_at >= 2000,
+            "retried after {} ms: {times:?}",
+            pair[1].started_at - pair[0].finished_at
+        );
+    }
+}
+
+async fn inbound_assignment_reaches_the_other_integration_only(app: TestApp) {
+    let w = world(&app).await;
+    Mock::given(method("GET"))
+        .and(path("/_apis/graph/users"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"value": [{"mailAddress": "lauryn@sentry.io"}]})),
+        )
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/_apis/wit/workitems/31"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&w.mock)
+        .await;
+    let g = w
+        .group(&app, &[(w.jira_server, "APP-1"), (w.vsts, "31")])
+        .await;
+    let _workers = app.start_workers();
+    let token = issuesync::providers::jira_server::auth::make_token(
+        "jira.example.com:issuesync",
+        "a long secret value",
+    )
+    .unwrap();
+    let hook = json!({"timestamp": 5, "changelog": {"items": [{"field": "assignee"}], "id": 1}, "issue": {"key": "APP-1", "fields": {"assignee": {"emailAddress": "lauryn@sentry.io"}}}});
+    let r = app
+        .client
+        .post(app.url(&format!("/extensions/jira-server/issue-updated/{token}/")))
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drain(&app).await;
+    assert_eq!(
+        app.get(&format!("/groups/{g}")).await.1["assignedTo"],
+        format!("user:{}", w.user)
+    );
+    let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
+    assert_eq!(patches.len(), 1);
+    assert_eq!(
+        body(&patches[0]),
+        json!([{"op": "replace", "path": "/fields/System.AssignedTo", "value": "lauryn@sentry.io"}])
+    );
+    let to_jira: Vec<_> = w
+        .mock
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().starts_with("/rest/"))
+        .collect();
+    assert!(
+        to_jira.is_empty(),
+        "Jira Server got its own change back: {:?}",
+        to_jira
+            .iter()
+            .map(|r| r.url.to_string())
+            .collect::<Vec<_>>()
+    );
+}
+
+async fn regression_syncs_and_ignore_does_not(app: TestApp) {
+    let w = world(&app).await;
+    mock_jira_issue(&w, "APP-1", "10101").await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/2/issue/APP-1/transitions"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, &[(w.jira_server, "APP-1")]).await;
+    put_group(&app, g, json!({"status": "ignored"})).await;
+    let jobs = issuesync::ops::list(
+        &app.state.db,
+        &issuesync::store::jobs::JobFilter {
+            queue: Some("outbound".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(jobs.is_empty(), "ignoring enqueued a sync: {jobs:?}");
+    let v = put_group(
+        &app,
+        g,
+        json!({"status": "unresolved", "substatus": "regressed"}),
+    )
+    .await;
+    assert_eq!(
+        (v["status"].as_i64(), v["substatus"].as_i64()),
+        (Some(0), Some(6))
+    );
+    assert_eq!(v["activity"].as_array().unwrap().last().unwrap()["type"], 6);
+    assert_eq!(
+        v["history"].as_array().unwrap().last().unwrap()["status"],
+        7
+    );
+    let _workers = app.start_workers();
+    drain(&app).await;
+    let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        body(&posts[0]),
+        json!({"transition": {"id": "21"}}),
+        "to In Progress (3), the unresolved mapping"
+    );
+    // Bad intents.
+    let (s, _) = app
+        .api(
+            reqwest::Method::PUT,
+            &format!("/groups/{g}"),
+            Some(json!({"status": "closed"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = app
+        .api(
+            reqwest::Method::PUT,
+            &format!("/groups/{g}"),
+            Some(json!({"assignedTo": "user:999999"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = app
+        .api(
+            reqwest::Method::PUT,
+            "/groups/999999",
+            Some(json!({"status": "resolved"})),
+        )
+        .await;
+    assert_eq!(s, 404);
+}
+
+async fn pending_outbound_jobs_coalesce(app: TestApp) {
+    let w = world(&app).await;
+    let other = app
+        .create(
+            "/users",
+            json!({"name": "Other", "emails": [{"email": "other@sentry.io", "is_verified": true}]}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    app.create(
+        &format!("/organizations/{}/members", w.org),
+        json!({"user_id": other}),
+    )
+    .await;
+    Mock::given(method("GET")).and(path("/_apis/graph/users")).respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [{"mailAddress": "lauryn@sentry.io"}, {"mailAddress": "other@sentry.io"}]}))).mount(&w.mock).await;
+    Mock::given(method("PATCH"))
+        .and(path("/_apis/wit/workitems/31"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, &[(w.vsts, "31")]).await;
+    put_group(&app, g, json!({"assignedTo": format!("user:{other}")})).await;
+    put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
+    let jobs = issuesync::ops::list(
+        &app.state.db,
+        &issuesync::store::jobs::JobFilter {
+            job_name: Some("sync_assignee_outbound".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(jobs.len(), 1, "pending intents did not coalesce: {jobs:?}");
+    assert_eq!(jobs[0].payload["user_id"], w.user, "the latest intent wins");
+    let _workers = app.start_workers();
+    drain(&app).await;
+    let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
+    assert_eq!(patches.len(), 1);
+    assert_eq!(body(&patches[0])[0]["value"], "lauryn@sentry.io");
+}
+
+async fn permanent_provider_errors_stop_at_once(app: TestApp) {
+    let w = world(&app).await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/issue/GONE-1"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_string("{\"errorMessages\":[\"Issue does not exist\"]}"),
+        )
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/issue/NOMAP-1"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"fields": {"status": {"id": "1"}, "project": {"id": "55555"}}}),
+            ),
+        )
+        .mount(&w.mock)
+        .await;
+    let g1 = w.group(&app, &[(w.jira_server, "GONE-1")]).await;
+    let g2 = w.group(&app, &[(w.jira_server, "NOMAP-1")]).await;
+    let _workers = app.start_workers();
+    put_group(&app, g1, json!({"status": "resolved"})).await;
+    put_group(&app, g2, json!({"status": "resolved"})).await;
+    drain(&app).await;
+    let dead = issuesync::ops::list(
+        &app.state.db,
+        &issuesync::store::jobs::JobFilter {
+            state: Some("dead".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead.iter().all(|j| j.attempts == 1));
+    let errors: Vec<String> = dead.iter().filter_map(|j| j.last_error.clone()).collect();
+    assert!(errors.iter().any(|e| e.contains("404")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("no status mapping")),
+        "{errors:?}"
+    );
+    assert!(
+        !errors.iter().any(|e| e.contains("tok-123")),
+        "a credential leaked into an error"
+    );
+}
