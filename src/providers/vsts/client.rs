@@ -63,6 +63,7 @@ impl<'a> VstsClient<'a> {
             .push(("X-HTTP-Method-Override", method.as_str().to_string()));
         r.extra_headers
             .push(("X-TFS-FedAuthRedirect", "Suppress".into()));
+        r.limit = Some(("vsts".into(), self.integration.id));
         r
     }
 
