@@ -2,6 +2,7 @@
 //! with the loop guards of spec §6.5.
 
 pub mod inbound;
+pub mod install;
 pub mod intent;
 pub mod outbound;
 

@@ -438,3 +438,106 @@ async fn link_group(
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+pub fn install_routes() -> Router<AppState> {
+    Router::new()
+        .route("/integrations/vsts/install", post(install_vsts))
+        .route(
+            "/integrations/jira-server/install",
+            post(install_jira_server),
+        )
+}
+
+impl From<crate::sync::install::InstallError> for ApiError {
+    fn from(e: crate::sync::install::InstallError) -> Self {
+        use crate::sync::install::InstallError as E;
+        match e {
+            E::Invalid(d) => ApiError::bad_request(d),
+            E::Refused(d) => {
+                ApiError::new(axum::http::StatusCode::BAD_REQUEST, "provider_refused", d)
+            }
+            E::Unreachable(d) => ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "provider_unreachable",
+                d,
+            ),
+            E::Store(s) => s.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VstsInstallBody {
+    organization_id: i64,
+    account_id: String,
+    account_name: String,
+    base_url: String,
+    access_token: String,
+    #[serde(default = "empty_object")]
+    config: Value,
+}
+
+async fn install_vsts(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<VstsInstallBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_config(&b.config)?;
+    if b.account_id.trim().is_empty()
+        || b.access_token.is_empty()
+        || !b.base_url.starts_with("http")
+    {
+        return Err(ApiError::bad_request(
+            "account_id, access_token and an absolute base_url are required",
+        ));
+    }
+    let req = crate::sync::install::VstsInstall {
+        organization_id: b.organization_id,
+        account_id: b.account_id,
+        account_name: b.account_name,
+        base_url: b.base_url,
+        access_token: b.access_token,
+        config: b.config,
+    };
+    let i = crate::sync::install::install_vsts(&s, &req).await?;
+    Ok((StatusCode::CREATED, Json(integration_json(&i))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JiraServerInstallBody {
+    organization_id: i64,
+    url: String,
+    consumer_key: String,
+    private_key: String,
+    access_token: String,
+    #[serde(default)]
+    access_token_secret: String,
+    #[serde(default = "yes")]
+    verify_ssl: bool,
+    #[serde(default = "empty_object")]
+    config: Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn install_jira_server(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<JiraServerInstallBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_config(&b.config)?;
+    let req = crate::sync::install::JiraServerInstall {
+        organization_id: b.organization_id,
+        url: b.url,
+        consumer_key: b.consumer_key,
+        private_key: b.private_key,
+        access_token: b.access_token,
+        access_token_secret: b.access_token_secret,
+        verify_ssl: b.verify_ssl,
+        config: b.config,
+    };
+    let i = crate::sync::install::install_jira_server(&s, &req).await?;
+    Ok((StatusCode::CREATED, Json(integration_json(&i))))
+}

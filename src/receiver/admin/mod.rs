@@ -24,6 +24,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(orgs::routes())
         .merge(users::routes())
         .merge(projects::routes())
+        .merge(integrations::install_routes())
         .merge(integrations::routes())
         .merge(jobs::routes())
         .merge(deliveries::routes())
