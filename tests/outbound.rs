@@ -40,6 +40,7 @@ outbound_tests!(
     regression_syncs_and_ignore_does_not,
     pending_outbound_jobs_coalesce,
     permanent_provider_errors_stop_at_once,
+    ado_token_refreshed_once_on_401,
 );
 
 struct World {
@@ -718,4 +719,113 @@ async fn permanent_provider_errors_stop_at_once(app: TestApp) {
         !errors.iter().any(|e| e.contains("tok-123")),
         "a credential leaked into an error"
     );
+}
+
+async fn ado_token_refreshed_once_on_401(app: TestApp) {
+    use wiremock::matchers::header;
+    let w = world(&app).await;
+    // A second ADO integration whose token has expired and that can refresh it.
+    let vsts2 = app
+        .create("/integrations", json!({"provider": "vsts", "external_id": "acct-2", "name": "acct2",
+            "metadata": {"domain_name": format!("{}/ado2/", w.mock.uri()), "access_token": "old-token", "refresh_token": "r1",
+                         "token_url": format!("{}/oauth2/token", w.mock.uri()), "client_secret": "cs"}}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let vsts3 = app
+        .create("/integrations", json!({"provider": "vsts", "external_id": "acct-3", "name": "acct3",
+            "metadata": {"domain_name": format!("{}/ado3/", w.mock.uri()), "access_token": "old-token"}}))
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    for i in [vsts2, vsts3] {
+        app.api(
+            reqwest::Method::PUT,
+            &format!("/integrations/{i}/organizations/{}", w.org),
+            Some(json!({"config": {"sync_forward_assignment": true}})),
+        )
+        .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "new-token", "refresh_token": "r2"})),
+        )
+        .expect(1)
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(header("authorization", "Bearer old-token"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/ado2/_apis/wit/workitems/5"))
+        .and(header("authorization", "Bearer new-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&w.mock)
+        .await;
+    let g2 = w.group(&app, &[(vsts2, "5")]).await;
+    let g3 = w.group(&app, &[(vsts3, "6")]).await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    for (g, integration) in [(g2, vsts2), (g3, vsts3)] {
+        let issues = issuesync::store::external::list_group_external_issues(&mut tx, g)
+            .await
+            .unwrap();
+        assert_eq!(issues[0].integration_id, integration);
+        let job = issuesync_jobs::sync_assignee_outbound::SyncAssigneeOutbound {
+            external_issue_id: issues[0].id,
+            group_id: Some(g),
+            user_id: None,
+            assign: false,
+            source_integration_id: None,
+        };
+        issuesync::worker::enqueue(&mut tx, &job).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let _workers = app.start_workers();
+    drain(&app).await;
+    let ok = requests(&w, "PATCH", "/ado2/_apis/wit/workitems/5").await;
+    assert_eq!(
+        ok.iter()
+            .filter(|r| r.headers.get("authorization").unwrap() == "Bearer new-token")
+            .count(),
+        1
+    );
+    let mut tx = app.state.db.begin().await.unwrap();
+    let stored = issuesync::store::integrations::find_integration(&mut tx, vsts2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            stored.metadata.0["access_token"].as_str(),
+            stored.metadata.0["refresh_token"].as_str()
+        ),
+        (Some("new-token"), Some("r2"))
+    );
+    drop(tx);
+    // Without a refresh token the job stops with a clear reason.
+    let dead = issuesync::ops::list(
+        &app.state.db,
+        &issuesync::store::jobs::JobFilter {
+            state: Some("dead".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no refresh token is configured"),
+        "{:?}",
+        dead[0].last_error
+    );
+    let _ = w.vsts;
 }

@@ -100,7 +100,7 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
             client.transition_issue(&issue.key, &tid).await?;
         }
         "vsts" => {
-            let client = VstsClient::new(&state.http, &integration)?;
+            let client = VstsClient::new(&state.http, &integration)?.with_db(&state.db);
             let item = client.get_work_item(&issue.key).await?;
             let project_name = item
                 .pointer("/fields/System.TeamProject")
@@ -215,7 +215,7 @@ pub async fn sync_assignee_outbound(
             client.assign_issue(&issue.key, target.as_deref()).await?;
         }
         "vsts" => {
-            let client = VstsClient::new(&state.http, &integration)?;
+            let client = VstsClient::new(&state.http, &integration)?.with_db(&state.db);
             let value = if assign {
                 let all = client.user_emails().await?;
                 // A later page may overwrite an earlier match, as in Sentry.

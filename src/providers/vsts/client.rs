@@ -17,6 +17,9 @@ pub struct VstsClient<'a> {
     pub auth: Auth,
     /// `https://acct.visualstudio.com/` (with a trailing slash).
     pub instance: String,
+    /// Where a refreshed token is saved; without it a 401 is final.
+    db: Option<&'a crate::db::Db>,
+    refreshed: std::sync::Mutex<Option<String>>,
 }
 
 impl<'a> VstsClient<'a> {
@@ -48,6 +51,8 @@ impl<'a> VstsClient<'a> {
             integration,
             auth: Auth::Bearer(token.to_string()),
             instance: format!("{}/", base.trim_end_matches('/')),
+            db: None,
+            refreshed: std::sync::Mutex::new(None),
         })
     }
 
@@ -122,7 +127,7 @@ impl<'a> VstsClient<'a> {
             &format!("_apis/wit/workitems/{}", id.trim()),
             false,
         );
-        Ok(self.http.send(&self.auth, &req).await?.json)
+        Ok(self.send(&req).await?.json)
     }
 
     /// All well-formed projects (100 a page, at most 10 pages): (id, name).
@@ -134,7 +139,7 @@ impl<'a> VstsClient<'a> {
                 .query("stateFilter", "WellFormed")
                 .query("$skip", (page * 100).to_string())
                 .query("$top", "100");
-            let v = self.http.send(&self.auth, &req).await?.json;
+            let v = self.send(&req).await?.json;
             let items = v
                 .get("value")
                 .and_then(Value::as_array)
@@ -174,7 +179,7 @@ impl<'a> VstsClient<'a> {
             )
             .json(&body);
         req.json_patch = true;
-        self.http.send(&self.auth, &req).await.map(|_| ())
+        self.send(&req).await.map(|_| ())
     }
 
     /// The account's users, paging with the continuation token: mail addresses.
@@ -199,7 +204,7 @@ impl<'a> VstsClient<'a> {
             if let Some(t) = &token {
                 req = req.query("continuationToken", t.clone());
             }
-            let resp = self.http.send(&self.auth, &req).await?;
+            let resp = self.send(&req).await?;
             out.extend(
                 resp.json
                     .get("value")
@@ -214,5 +219,126 @@ impl<'a> VstsClient<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+impl<'a> VstsClient<'a> {
+    /// Lets a 401 refresh the token once (and save it) when the integration has a
+    /// `refresh_token` and a `token_url`.
+    pub fn with_db(mut self, db: &'a crate::db::Db) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    fn current_auth(&self) -> Auth {
+        match self.refreshed.lock().ok().and_then(|t| t.clone()) {
+            Some(t) => Auth::Bearer(t),
+            None => self.auth.clone(),
+        }
+    }
+
+    /// Sends; on a 401, refreshes the token once if it can, else stops with a clear error.
+    async fn send(&self, req: &Request<'_>) -> Result<crate::providers::http::Response, ApiError> {
+        match self.http.send(&self.current_auth(), req).await {
+            Err(ApiError::Permanent {
+                status: 401,
+                message,
+            }) => {
+                let m = &self.integration.metadata.0;
+                let (Some(db), Some(refresh), Some(url)) = (
+                    self.db,
+                    m.get("refresh_token").and_then(Value::as_str),
+                    m.get("token_url").and_then(Value::as_str),
+                ) else {
+                    return Err(ApiError::Permanent {
+                        status: 401,
+                        message: format!(
+                            "Azure DevOps refused the access token and no refresh token is configured: {message}"
+                        ),
+                    });
+                };
+                let token = self.refresh(db, refresh, url).await?;
+                if let Ok(mut t) = self.refreshed.lock() {
+                    *t = Some(token);
+                }
+                self.http.send(&self.current_auth(), req).await
+            }
+            other => other,
+        }
+    }
+
+    /// OAuth 2 refresh-token grant; the new tokens are saved in the integration's metadata.
+    async fn refresh(
+        &self,
+        db: &crate::db::Db,
+        refresh_token: &str,
+        url: &str,
+    ) -> Result<String, ApiError> {
+        let m = &self.integration.metadata.0;
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", refresh_token.to_string()),
+        ];
+        for k in ["client_id", "client_secret"] {
+            if let Some(v) = m.get(k).and_then(Value::as_str) {
+                form.push((k, v.to_string()));
+            }
+        }
+        let resp = self
+            .http
+            .client
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| {
+                ApiError::Transient(format!("token refresh failed: {}", e.without_url()))
+            })?;
+        if !resp.status().is_success() {
+            return Err(ApiError::Permanent {
+                status: 401,
+                message: format!("token refresh was refused with {}", resp.status().as_u16()),
+            });
+        }
+        let v: Value = resp.json().await.map_err(|e| {
+            ApiError::Transient(format!("token refresh answer: {}", e.without_url()))
+        })?;
+        let token = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::Permanent {
+                status: 401,
+                message: "token refresh answer has no access_token".into(),
+            })?
+            .to_string();
+        let mut metadata = m.clone();
+        if let Some(o) = metadata.as_object_mut() {
+            o.insert("access_token".into(), Value::String(token.clone()));
+            if let Some(r) = v.get("refresh_token").and_then(Value::as_str) {
+                o.insert("refresh_token".into(), Value::String(r.to_string()));
+            }
+        }
+        let saved = async {
+            let mut tx = db.begin().await?;
+            crate::store::integrations::update_integration(
+                &mut tx,
+                self.integration.id,
+                &self.integration.name,
+                &metadata,
+                self.integration.status,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, crate::store::StoreError>(())
+        }
+        .await;
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, integration_id = self.integration.id, "cannot save the refreshed token");
+        }
+        tracing::info!(
+            integration_id = self.integration.id,
+            "Azure DevOps token refreshed"
+        );
+        Ok(token)
     }
 }
