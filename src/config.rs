@@ -151,10 +151,11 @@ impl Settings {
         s.redis_url = redis_url.map(str::to_string);
         s.bind = "127.0.0.1:0".into();
         s.admin_token = Some("test-admin-token".into());
-        // Fast enough for tests: 1 s retry base, a dead worker noticed after 2 s.
+        // Fast enough for tests: 1 s retry base, a dead worker noticed after 5 s (not less:
+        // a busy test machine can delay a live worker's heartbeat by seconds).
         s.queue.backoff_base_ms = 1000;
         s.queue.heartbeat_secs = 1;
-        s.queue.missed_heartbeats = 2;
+        s.queue.missed_heartbeats = 5;
         s.queue.shutdown_timeout_secs = 10;
         s.validate()?;
         Ok(s)

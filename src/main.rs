@@ -392,6 +392,12 @@ async fn jobs(state: &AppState, cmd: JobsCmd) -> anyhow::Result<()> {
             println!("last error:  {}", j.last_error.as_deref().unwrap_or("-"));
             println!("dedup key:   {}", j.dedup_key.as_deref().unwrap_or("-"));
             println!("payload:     {}", serde_json::to_string(&j.payload)?);
+            if let Some(p) = &d.progress {
+                println!(
+                    "progress:    {} page(s), {} key(s) deleted, cursor {}",
+                    p.pages, p.keys_deleted, p.cursor
+                );
+            }
             println!("history:");
             for a in &d.history {
                 println!(

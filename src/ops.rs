@@ -73,6 +73,8 @@ pub struct JobDetail {
     #[serde(flatten)]
     pub job: JobView,
     pub history: Vec<AttemptRow>,
+    /// Pages done and keys deleted so far, for resumable jobs.
+    pub progress: Option<jobs::Progress>,
 }
 
 pub fn check_state(state: Option<&str>) -> Result<(), OpsError> {
@@ -109,9 +111,11 @@ pub async fn show(db: &Db, id: &str) -> Result<JobDetail, OpsError> {
         .await?
         .ok_or_else(|| OpsError::NotFound(format!("job {id}")))?;
     let history = jobs::list_attempts(&mut tx, id).await?;
+    let progress = jobs::find_progress(&mut tx, id).await?;
     Ok(JobDetail {
         job: JobView::from(&row),
         history,
+        progress,
     })
 }
 

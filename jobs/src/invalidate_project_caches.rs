@@ -14,6 +14,9 @@ pub enum CacheKind {
 pub struct InvalidateProjectCaches {
     pub project_id: i64,
     pub kind: CacheKind,
+    /// Fault injection for drills and tests: fail (transiently) after this many pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_after_pages: Option<u32>,
 }
 
 impl crate::Job for InvalidateProjectCaches {

@@ -69,3 +69,74 @@ impl Caches {
         self.kv.set_ex(&self.key(key), value, ttl).await
     }
 }
+
+/// Groups seen within this window have their keys deleted by a project-wide invalidation.
+pub const RECENT_WINDOW_MS: i64 = 86_400_000;
+/// Keys deleted per round trip (Sentry's batches of 1000).
+pub const BATCH: i64 = 1000;
+
+/// The unprefixed key of a group for a cache kind.
+pub fn key_for(
+    kind: issuesync_jobs::invalidate_project_caches::CacheKind,
+    group_id: i64,
+) -> String {
+    use issuesync_jobs::invalidate_project_caches::CacheKind;
+    match kind {
+        CacheKind::AssigneeExists => assignee_exists_key(group_id),
+        CacheKind::OwnerDebounce => owner_exists_key(group_id),
+    }
+}
+
+/// `GroupOwner`'s assignee_exists read-through (spec §8): cached 86,400 s when true, 60 s when
+/// false. A cache outage falls back to the database.
+pub async fn assignee_exists(caches: &Caches, group_id: i64, from_db: bool) -> bool {
+    let key = assignee_exists_key(group_id);
+    if let Ok(Some(v)) = caches.get(&key).await {
+        return v == "1";
+    }
+    let ttl = if from_db {
+        ASSIGNEE_EXISTS_DURATION
+    } else {
+        ASSIGNEE_DOES_NOT_EXIST_DURATION
+    };
+    if let Err(e) = caches.set(&key, if from_db { "1" } else { "0" }, ttl).await {
+        tracing::warn!(error = %e, "cache unavailable");
+    }
+    from_db
+}
+
+/// Enqueues a project-wide invalidation in the caller's transaction (one pending per kind).
+pub async fn enqueue_invalidation(
+    tx: &mut crate::db::Tx,
+    project_id: i64,
+    kind: issuesync_jobs::invalidate_project_caches::CacheKind,
+) -> Result<(), crate::store::StoreError> {
+    let job = issuesync_jobs::invalidate_project_caches::InvalidateProjectCaches {
+        project_id,
+        kind,
+        fail_after_pages: None,
+    };
+    crate::worker::enqueue(tx, &job).await.map(|_| ())
+}
+
+/// `assignee_exists` invalidation for every project of the given teams.
+pub async fn invalidate_team_projects(
+    tx: &mut crate::db::Tx,
+    team_ids: &[i64],
+) -> Result<(), crate::store::StoreError> {
+    let mut projects = Vec::new();
+    for t in team_ids {
+        projects.extend(crate::store::groups::team_project_ids(tx, *t).await?);
+    }
+    projects.sort_unstable();
+    projects.dedup();
+    for p in projects {
+        enqueue_invalidation(
+            tx,
+            p,
+            issuesync_jobs::invalidate_project_caches::CacheKind::AssigneeExists,
+        )
+        .await?;
+    }
+    Ok(())
+}

@@ -210,7 +210,23 @@ async fn save_project(
 
 /// `Project.delete`: the manual cascade in one transaction.
 pub async fn delete_project(db: &Db, project_id: i64) -> Result<(), ProjectError> {
-    let mut tx = db.begin().await.map_err(StoreError::from)?;
+    use issuesync_jobs::invalidate_project_caches::CacheKind;
+    let mut tx = db.begin_write().await.map_err(StoreError::from)?;
+    if projects::find_project(&mut tx, project_id).await?.is_some() {
+        // The invalidations run after the commit, when the groups are gone: keep their ids.
+        let now = crate::now_ms();
+        crate::store::groups::backlog_recent_groups(
+            &mut tx,
+            project_id,
+            now - crate::domain::caches::RECENT_WINDOW_MS,
+            now,
+        )
+        .await?;
+        crate::domain::caches::enqueue_invalidation(&mut tx, project_id, CacheKind::AssigneeExists)
+            .await?;
+        crate::domain::caches::enqueue_invalidation(&mut tx, project_id, CacheKind::OwnerDebounce)
+            .await?;
+    }
     if !projects::delete_project_cascade(&mut tx, project_id).await? {
         return Err(StoreError::NotFound("project".into()).into());
     }

@@ -367,3 +367,91 @@ pub async fn set_group_status(
     })?;
     Ok(n > 0)
 }
+
+/// One keyset page of ids of a project's groups seen at or after `since_ms`, above `after_id`.
+pub async fn recent_group_ids_page(
+    tx: &mut Tx,
+    project_id: i64,
+    since_ms: i64,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<i64>> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT id FROM groups WHERE project_id = $1 AND last_seen >= $2 AND id > $3 \
+         UNION SELECT group_id FROM invalidation_backlog WHERE project_id = $1 AND group_id > $3 \
+         ORDER BY 1 LIMIT $4"
+    )
+    .bind(project_id)
+    .bind(since_ms)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await)?)
+}
+
+pub async fn set_ownership(tx: &mut Tx, project_id: i64, raw: &str, now: i64) -> Result<()> {
+    on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO project_ownership (project_id, raw, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (project_id) DO UPDATE SET raw = excluded.raw, updated_at = excluded.updated_at"
+    )
+    .bind(project_id)
+    .bind(raw)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
+}
+
+pub async fn find_ownership(tx: &mut Tx, project_id: i64) -> Result<Option<String>> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT raw FROM project_ownership WHERE project_id = $1"
+    )
+    .bind(project_id)
+    .fetch_optional(c)
+    .await)?)
+}
+
+/// Keeps the ids of a project's recent groups before the project is deleted.
+pub async fn backlog_recent_groups(
+    tx: &mut Tx,
+    project_id: i64,
+    since_ms: i64,
+    now: i64,
+) -> Result<()> {
+    on_tx!(tx, |c| sqlx::query(
+        "INSERT INTO invalidation_backlog (project_id, group_id, created_at) \
+         SELECT project_id, id, $3 FROM groups WHERE project_id = $1 AND last_seen >= $2 \
+         ON CONFLICT (project_id, group_id) DO NOTHING"
+    )
+    .bind(project_id)
+    .bind(since_ms)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    Ok(())
+}
+
+/// Forgets backlog rows older than `before_ms`.
+pub async fn purge_backlog(tx: &mut Tx, before_ms: i64) -> Result<u64> {
+    Ok(on_tx!(tx, |c| sqlx::query(
+        "DELETE FROM invalidation_backlog WHERE created_at < $1"
+    )
+    .bind(before_ms)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?)
+}
+
+/// Ids of the projects of a team.
+pub async fn team_project_ids(tx: &mut Tx, team_id: i64) -> Result<Vec<i64>> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT project_id FROM project_teams WHERE team_id = $1 ORDER BY project_id"
+    )
+    .bind(team_id)
+    .fetch_all(c)
+    .await)?)
+}

@@ -653,24 +653,26 @@ pub async fn purge_jobs(tx: &mut Tx, state: &str, older_than_secs: i64) -> Resul
             ..Default::default()
         };
         let (cond, binds) = filter_sql(d, &f, 1)?;
-        let sql = format!(
-            "DELETE FROM job_attempts WHERE {}",
-            cond.replace("id IN", "job_id IN")
-        );
-        match tx {
-            Tx::Pg(t) => {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for b in &binds {
-                    q = q.bind(b);
+        for table in ["job_attempts", "job_progress"] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE {}",
+                cond.replace("id IN", "job_id IN")
+            );
+            match tx {
+                Tx::Pg(t) => {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for b in &binds {
+                        q = q.bind(b);
+                    }
+                    q.execute(&mut **t).await?;
                 }
-                q.execute(&mut **t).await?;
-            }
-            Tx::Sqlite(t) => {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for b in &binds {
-                    q = q.bind(b);
+                Tx::Sqlite(t) => {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for b in &binds {
+                        q = q.bind(b);
+                    }
+                    q.execute(&mut **t).await?;
                 }
-                q.execute(&mut **t).await?;
             }
         }
     }
@@ -770,4 +772,41 @@ pub async fn count_ledger(tx: &mut Tx, marker: &str) -> Result<(i64, i64)> {
     .bind(marker)
     .fetch_one(c)
     .await)?)
+}
+
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+pub struct Progress {
+    pub cursor: i64,
+    pub pages: i32,
+    pub keys_deleted: i64,
+}
+
+pub async fn find_progress(tx: &mut Tx, job_id: &str) -> Result<Option<Progress>> {
+    Ok(crate::on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT cursor, CAST(pages AS INTEGER) AS pages, keys_deleted FROM job_progress WHERE job_id = $1"
+    )
+    .bind(job_id)
+    .fetch_optional(c)
+    .await
+    })?)
+}
+
+pub async fn save_progress(tx: &mut Tx, job_id: &str, p: &Progress) -> Result<()> {
+    crate::on_tx!(tx, |c| {
+        sqlx::query(
+        "INSERT INTO job_progress (job_id, cursor, pages, keys_deleted, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (job_id) DO UPDATE SET cursor = excluded.cursor, pages = excluded.pages, \
+         keys_deleted = excluded.keys_deleted, updated_at = excluded.updated_at"
+    )
+    .bind(job_id)
+    .bind(p.cursor)
+    .bind(p.pages)
+    .bind(p.keys_deleted)
+    .bind(crate::now_ms())
+    .execute(c)
+    .await
+    .map(|_| ())
+    })?;
+    Ok(())
 }

@@ -56,7 +56,77 @@ pub async fn purge_jobs(_job: PurgeJobs, ctx: &JobCtx) -> Result<(), JobError> {
     let mut tx = ctx.state.db.begin_write().await?;
     let done = jobs::purge_jobs(&mut tx, "done", (q.retention_done_days * 86_400) as i64).await?;
     let dead = jobs::purge_jobs(&mut tx, "dead", (q.retention_dead_days * 86_400) as i64).await?;
+    crate::store::groups::purge_backlog(
+        &mut tx,
+        crate::now_ms() - 2 * crate::domain::caches::RECENT_WINDOW_MS,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(done, dead, "purged finished jobs");
+    Ok(())
+}
+
+/// `invalidate_project_caches`: deletes a cache key of every group of the project seen in
+/// the last 24 h, 1000 keys a round trip, walking the groups by id (keyset, never OFFSET).
+/// The cursor is saved after each page, so a retry resumes where the last attempt stopped.
+pub async fn invalidate_project_caches(
+    job: issuesync_jobs::invalidate_project_caches::InvalidateProjectCaches,
+    ctx: &JobCtx,
+) -> Result<(), JobError> {
+    use crate::domain::caches::{BATCH, RECENT_WINDOW_MS, key_for};
+    let state = &ctx.state;
+    let mut progress = {
+        let mut tx = state.db.begin().await?;
+        jobs::find_progress(&mut tx, &ctx.job_id)
+            .await?
+            .unwrap_or_default()
+    };
+    let since = crate::now_ms() - RECENT_WINDOW_MS;
+    let mut pages_this_attempt = 0u32;
+    loop {
+        let ids = {
+            let mut tx = state.db.begin().await?;
+            crate::store::groups::recent_group_ids_page(
+                &mut tx,
+                job.project_id,
+                since,
+                progress.cursor,
+                BATCH,
+            )
+            .await?
+        };
+        let Some(&last) = ids.last() else { break };
+        let keys: Vec<String> = ids.iter().map(|g| key_for(job.kind, *g)).collect();
+        let deleted = state
+            .caches
+            .delete_many(&keys)
+            .await
+            .map_err(|e| JobError::Transient(format!("cache unavailable: {e}")))?;
+        progress.cursor = last;
+        progress.pages += 1;
+        progress.keys_deleted += deleted as i64;
+        let mut tx = state.db.begin().await?;
+        jobs::save_progress(&mut tx, &ctx.job_id, &progress).await?;
+        tx.commit().await?;
+        pages_this_attempt += 1;
+        if job
+            .fail_after_pages
+            .is_some_and(|n| pages_this_attempt >= n)
+            && (ids.len() as i64) == BATCH
+        {
+            return Err(JobError::Transient(format!(
+                "injected failure after {pages_this_attempt} page(s)"
+            )));
+        }
+        if (ids.len() as i64) < BATCH {
+            break;
+        }
+    }
+    tracing::info!(
+        project_id = job.project_id,
+        pages = progress.pages,
+        keys_deleted = progress.keys_deleted,
+        "project caches invalidated"
+    );
     Ok(())
 }

@@ -46,6 +46,9 @@ async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
     match env.job.as_str() {
         noop::Noop::JOB_NAME => handlers::noop(decode(env)?, ctx).await,
         purge_jobs::PurgeJobs::JOB_NAME => handlers::purge_jobs(decode(env)?, ctx).await,
+        invalidate_project_caches::InvalidateProjectCaches::JOB_NAME => {
+            handlers::invalidate_project_caches(decode(env)?, ctx).await
+        }
         process_webhook::ProcessWebhook::JOB_NAME => {
             crate::sync::inbound::process_webhook(decode(env)?, ctx).await
         }

@@ -369,7 +369,7 @@ impl TestApp {
             ("ISSUESYNC_ADMIN_TOKEN".into(), TOKEN.into()),
             ("ISSUESYNC_QUEUE__BACKOFF_BASE_MS".into(), "1000".into()),
             ("ISSUESYNC_QUEUE__HEARTBEAT_SECS".into(), "1".into()),
-            ("ISSUESYNC_QUEUE__MISSED_HEARTBEATS".into(), "2".into()),
+            ("ISSUESYNC_QUEUE__MISSED_HEARTBEATS".into(), "5".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
         if let Some(r) = &self.redis_url {

@@ -205,9 +205,11 @@ async fn delete_member(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
+    let team_ids = teams::list_member_team_ids(&mut tx, id).await?;
     if !teams::delete_member(&mut tx, id).await? {
         return Err(ApiError::not_found("member"));
     }
+    crate::domain::caches::invalidate_team_projects(&mut tx, &team_ids).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -232,6 +234,7 @@ async fn remove_member_team(
     if !teams::remove_member_from_team(&mut tx, id, team_id).await? {
         return Err(ApiError::not_found("team membership"));
     }
+    crate::domain::caches::invalidate_team_projects(&mut tx, &[team_id]).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

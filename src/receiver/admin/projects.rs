@@ -28,6 +28,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/projects/{id}/groups", get(list_groups).post(create_group))
         .route("/groups/{id}", get(get_group).put(update_group))
+        .route(
+            "/projects/{id}/ownership",
+            get(get_ownership).put(put_ownership),
+        )
 }
 
 #[derive(Deserialize)]
@@ -126,6 +130,13 @@ async fn remove_team(
     if !projects::remove_project_team(&mut tx, id, team_id).await? {
         return Err(ApiError::not_found("project team"));
     }
+    // The team's members may no longer see the project: assignee caches are stale.
+    crate::domain::caches::enqueue_invalidation(
+        &mut tx,
+        id,
+        issuesync_jobs::invalidate_project_caches::CacheKind::AssigneeExists,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -236,7 +247,12 @@ pub async fn group_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
 
 async fn get_group(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
-    Ok(Json(group_json(&mut tx, id).await?))
+    let mut v = group_json(&mut tx, id).await?;
+    drop(tx);
+    // Read through the shared cache, as the main product's post-processing does.
+    let has = !v["assignedTo"].is_null();
+    v["assignee_exists"] = json!(crate::domain::caches::assignee_exists(&s.caches, id, has).await);
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
@@ -333,4 +349,46 @@ async fn update_group(
     })?;
     let mut tx = s.db.begin().await?;
     Ok(Json(group_json(&mut tx, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ownership {
+    /// The ownership rules text (evaluated by the main product).
+    raw: String,
+}
+
+/// Stores the rules and, in the same transaction, enqueues the owner-debounce invalidation.
+async fn put_ownership(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(b): ApiJson<Ownership>,
+) -> ApiResult<Json<Value>> {
+    if b.raw.len() > 100_000 {
+        return Err(ApiError::bad_request(
+            "ownership rules are limited to 100,000 characters",
+        ));
+    }
+    let mut tx = s.db.begin_write().await?;
+    found(projects::find_project(&mut tx, id).await?, "project")?;
+    groups::set_ownership(&mut tx, id, &b.raw, crate::now_ms()).await?;
+    crate::domain::caches::enqueue_invalidation(
+        &mut tx,
+        id,
+        issuesync_jobs::invalidate_project_caches::CacheKind::OwnerDebounce,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({"project_id": id, "raw": b.raw})))
+}
+
+async fn get_ownership(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    found(projects::find_project(&mut tx, id).await?, "project")?;
+    Ok(Json(
+        json!({"project_id": id, "raw": groups::find_ownership(&mut tx, id).await?}),
+    ))
 }
