@@ -181,3 +181,180 @@ pub async fn pickup(
         scheduled_delay_error: percentiles(errors),
     })
 }
+
+#[derive(Debug, Serialize)]
+pub struct InvalidateReport {
+    pub groups: usize,
+    pub recent: usize,
+    pub batched_secs: f64,
+    /// UNLINK/DEL commands the batched job sent to Redis.
+    pub batched_round_trips: u64,
+    pub batched_keys_deleted: i64,
+    pub naive_secs: f64,
+    pub naive_round_trips: u64,
+    /// naive time / batched time.
+    pub speedup: f64,
+}
+
+/// `calls` of UNLINK and DEL so far, from `INFO commandstats`.
+async fn redis_delete_calls(conn: &redis::aio::ConnectionManager) -> Result<u64, BenchError> {
+    let mut c = conn.clone();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .map_err(|e| BenchError::Setup(format!("redis: {e}")))?;
+    Ok(info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_unlink:") || l.starts_with("cmdstat_del:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum())
+}
+
+/// Sets the assignee_exists key of every recent group (pipelined; not measured).
+async fn populate_keys(
+    state: &AppState,
+    conn: &redis::aio::ConnectionManager,
+    ids: &[i64],
+) -> Result<(), BenchError> {
+    for chunk in ids.chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for g in chunk {
+            pipe.cmd("SET")
+                .arg(
+                    state
+                        .caches
+                        .key(&crate::domain::caches::assignee_exists_key(*g)),
+                )
+                .arg("1")
+                .arg("EX")
+                .arg(86_400)
+                .ignore();
+        }
+        let mut c = conn.clone();
+        let _: () = pipe
+            .query_async(&mut c)
+            .await
+            .map_err(|e| BenchError::Setup(format!("redis: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The project-wide invalidation (the production job handler) against a naive loop of one
+/// DEL per key, on Postgres + Redis, measured in the same process.
+pub async fn invalidate(
+    state: &AppState,
+    groups: usize,
+    recent: usize,
+) -> Result<InvalidateReport, BenchError> {
+    let (crate::db::Db::Pg(pool), crate::kv::Kv::Redis(conn)) = (&state.db, &state.kv) else {
+        return Err(BenchError::Setup(
+            "bench invalidate needs DATABASE_URL=postgres://… and REDIS_URL".into(),
+        ));
+    };
+    let recent = recent.min(groups);
+    let org = crate::domain::project::create_organization(
+        &state.domain_ctx(),
+        "bench",
+        Some(&format!(
+            "bench-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )),
+    )
+    .await
+    .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let project =
+        crate::domain::project::create_project(&state.domain_ctx(), org.id, "bench", None, &[])
+            .await
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let now = crate::now_ms();
+    eprintln!("inserting {groups} groups ({recent} seen in the last 24 h)…");
+    sqlx::query(
+        "INSERT INTO groups (project_id, title, status, substatus, first_seen, last_seen) \
+         SELECT $1, 'bench', 0, 7, $2, CASE WHEN g <= $3 THEN $2 ELSE $4 END FROM generate_series(1, $5) g",
+    )
+    .bind(project.id)
+    .bind(now)
+    .bind(recent as i64)
+    .bind(now - 3 * 86_400_000)
+    .bind(groups as i64)
+    .execute(pool)
+    .await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM groups WHERE project_id = $1 AND last_seen >= $2 ORDER BY id",
+    )
+    .bind(project.id)
+    .bind(now - 86_400_000)
+    .fetch_all(pool)
+    .await?;
+
+    eprintln!("populating {} keys…", ids.len());
+    populate_keys(state, conn, &ids).await?;
+    let before = redis_delete_calls(conn).await?;
+    let started = Instant::now();
+    let ctx = crate::worker::JobCtx {
+        state: state.clone(),
+        job_id: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        attempt: 1,
+    };
+    let job = issuesync_jobs::invalidate_project_caches::InvalidateProjectCaches {
+        project_id: project.id,
+        kind: issuesync_jobs::invalidate_project_caches::CacheKind::AssigneeExists,
+        fail_after_pages: None,
+    };
+    crate::worker::handlers::invalidate_project_caches(job, &ctx)
+        .await
+        .map_err(|e| BenchError::Setup(format!("invalidation failed: {e}")))?;
+    let batched_secs = started.elapsed().as_secs_f64();
+    let batched_round_trips = redis_delete_calls(conn).await? - before;
+    let progress = {
+        let mut tx = state.db.begin().await?;
+        jobs::find_progress(&mut tx, &ctx.job_id)
+            .await?
+            .unwrap_or_default()
+    };
+
+    eprintln!("naive loop…");
+    populate_keys(state, conn, &ids).await?;
+    let before = redis_delete_calls(conn).await?;
+    let started = Instant::now();
+    let all: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM groups WHERE project_id = $1 AND last_seen >= $2")
+            .bind(project.id)
+            .bind(now - 86_400_000)
+            .fetch_all(pool)
+            .await?;
+    for g in all {
+        let key = state
+            .caches
+            .key(&crate::domain::caches::assignee_exists_key(g));
+        state
+            .kv
+            .delete_many(std::slice::from_ref(&key))
+            .await
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+    }
+    let naive_secs = started.elapsed().as_secs_f64();
+    let naive_round_trips = redis_delete_calls(conn).await? - before;
+
+    crate::domain::project::delete_project(&state.db, project.id)
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(InvalidateReport {
+        groups,
+        recent,
+        batched_secs,
+        batched_round_trips,
+        batched_keys_deleted: progress.keys_deleted,
+        naive_secs,
+        naive_round_trips,
+        speedup: naive_secs / batched_secs.max(1e-9),
+    })
+}

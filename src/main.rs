@@ -75,6 +75,15 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Project-wide cache invalidation (batched job vs one DEL per key); Postgres + Redis.
+    Invalidate {
+        #[arg(long, default_value_t = 1_000_000)]
+        groups: usize,
+        #[arg(long, default_value_t = 400_000)]
+        recent: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -232,6 +241,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "scheduled job start - due time:               {}",
                 p(&r.scheduled_delay_error)
             );
+            Ok(())
+        }
+        Command::Bench(BenchCmd::Invalidate {
+            groups,
+            recent,
+            json,
+        }) => {
+            let state = startup::build_state(settings).await?;
+            state.db.migrate().await?;
+            let r = issuesync::bench::invalidate(&state, groups, recent).await?;
+            if json {
+                return print_json(&r);
+            }
+            println!("{} groups, {} recent", r.groups, r.recent);
+            println!(
+                "batched job:  {:.2} s, {} Redis round trips, {} keys deleted",
+                r.batched_secs, r.batched_round_trips, r.batched_keys_deleted
+            );
+            println!(
+                "one DEL/key:  {:.2} s, {} Redis round trips",
+                r.naive_secs, r.naive_round_trips
+            );
+            println!("speedup:      {:.1}x", r.speedup);
             Ok(())
         }
         Command::Deliveries(cmd) => {
