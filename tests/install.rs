@@ -150,6 +150,10 @@ async fn install(backend: common::Backend) {
         issuesync::providers::jira_server::auth::peek_token_id(token).unwrap(),
         format!("{host}:issuesync")
     );
+    assert!(
+        common::oauth::verify_oauth1(&reg, "issuesync", "oauth-tok"),
+        "the registration is not validly OAuth1-signed"
+    );
     let auth = reg.headers.get("authorization").unwrap().to_str().unwrap();
     assert!(
         auth.starts_with("OAuth ")

@@ -11,7 +11,6 @@ use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
-const PUBLIC: &str = include_str!("fixtures/test_rsa_public.pem");
 
 macro_rules! outbound_tests {
     ($($name:ident),* $(,)?) => {
@@ -41,6 +40,7 @@ outbound_tests!(
     pending_outbound_jobs_coalesce,
     permanent_provider_errors_stop_at_once,
     ado_token_refreshed_once_on_401,
+    jira_server_assignee_lookup,
 );
 
 struct World {
@@ -188,73 +188,6 @@ fn body(r: &Request) -> Value {
     serde_json::from_slice(&r.body).unwrap_or(Value::Null)
 }
 
-/// An independent RFC 5849 verifier: rebuilds the base string from what the mock received
-/// and checks the RSA-SHA1 signature with the public key.
-fn verify_oauth1(r: &Request) -> bool {
-    use base64::Engine;
-    use rsa::pkcs8::DecodePublicKey;
-    let enc = |s: &str| {
-        const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'.')
-            .remove(b'_')
-            .remove(b'~');
-        percent_encoding::utf8_percent_encode(s, SET).to_string()
-    };
-    let Some(h) = r.headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some(h) = h.strip_prefix("OAuth ") else {
-        return false;
-    };
-    let mut params: Vec<(String, String)> = Vec::new();
-    let mut signature = String::new();
-    for part in h.split(',') {
-        let Some((k, v)) = part.trim().split_once('=') else {
-            return false;
-        };
-        let v = percent_encoding::percent_decode_str(v.trim_matches('"'))
-            .decode_utf8_lossy()
-            .to_string();
-        if k == "oauth_signature" {
-            signature = v;
-        } else if k != "realm" {
-            params.push((k.to_string(), v));
-        }
-    }
-    for (k, v) in r.url.query_pairs() {
-        params.push((k.to_string(), v.to_string()));
-    }
-    let mut encoded: Vec<(String, String)> = params.iter().map(|(k, v)| (enc(k), enc(v))).collect();
-    encoded.sort();
-    let normalized = encoded
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    // wiremock's `url` says localhost without the port; the Host header is what was signed.
-    let host = r
-        .headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let url = format!("http://{host}{}", r.url.path());
-    let base = format!("{}&{}&{}", r.method.as_str(), enc(&url), enc(&normalized));
-    let key = rsa::RsaPublicKey::from_public_key_pem(PUBLIC).unwrap();
-    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature) else {
-        return false;
-    };
-    let digest = <sha1::Sha1 as sha1::Digest>::digest(base.as_bytes());
-    key.verify(rsa::Pkcs1v15Sign::new::<sha1::Sha1>(), &digest, &sig)
-        .is_ok()
-        && params
-            .iter()
-            .any(|(k, v)| k == "oauth_consumer_key" && v == "issuesync")
-        && params
-            .iter()
-            .any(|(k, v)| k == "oauth_token" && v == "tok-123")
-}
-
 async fn mock_jira_issue(w: &World, key: &str, status: &str) {
     Mock::given(method("GET"))
         .and(path(format!("/rest/api/2/issue/{key}")))
@@ -321,12 +254,15 @@ async fn jira_server_transition_signed_with_oauth1(app: TestApp) {
         "the transition whose to.id is the target"
     );
     assert!(
-        verify_oauth1(&posts[0]),
+        common::oauth::verify_oauth1(&posts[0], "issuesync", "tok-123"),
         "bad OAuth1 header: {:?}",
         posts[0].headers.get("authorization")
     );
     for r in requests(&w, "GET", "/rest/api/2/issue/APP-1").await {
-        assert!(verify_oauth1(&r), "GET with a query is signed with it");
+        assert!(
+            common::oauth::verify_oauth1(&r, "issuesync", "tok-123"),
+            "GET with a query is signed with it"
+        );
     }
     // APP-2 already had the target status: no transition was posted (expect(0)).
     assert!(
@@ -828,4 +764,45 @@ async fn ado_token_refreshed_once_on_401(app: TestApp) {
         dead[0].last_error
     );
     let _ = w.vsts;
+}
+
+async fn jira_server_assignee_lookup(app: TestApp) {
+    let w = world(&app).await;
+    // One result is taken even without an email (Jira Server may hide it).
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/user/assignable/search"))
+        .and(query_param("issueKey", "APP-1"))
+        .and(query_param("username", "lauryn@sentry.io"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{"name": "lauryn", "displayName": "Lauryn"}])),
+        )
+        .mount(&w.mock)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/rest/api/2/issue/APP-1/assignee"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, &[(w.jira_server, "APP-1")]).await;
+    let _workers = app.start_workers();
+    put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
+    drain(&app).await;
+    put_group(&app, g, json!({"assignedTo": null})).await;
+    drain(&app).await;
+    let puts = requests(&w, "PUT", "/rest/api/2/issue/APP-1/assignee").await;
+    let bodies: Vec<Value> = puts.iter().map(body).collect();
+    assert_eq!(bodies, [json!({"name": "lauryn"}), json!({"name": null})]);
+    assert!(
+        puts.iter()
+            .all(|r| common::oauth::verify_oauth1(r, "issuesync", "tok-123"))
+    );
+    let searches = requests(&w, "GET", "/rest/api/2/user/assignable/search").await;
+    assert!(
+        !searches.is_empty()
+            && searches
+                .iter()
+                .all(|r| common::oauth::verify_oauth1(r, "issuesync", "tok-123")),
+        "user search not signed with its query"
+    );
 }

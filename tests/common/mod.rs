@@ -3,6 +3,8 @@
 //! tests that need them print a notice and skip, except under CI=true where they fail.
 #![allow(dead_code)]
 
+pub mod oauth;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use issuesync::config::Settings;
