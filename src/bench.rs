@@ -24,6 +24,7 @@ pub enum BenchError {
 #[derive(Debug, Serialize)]
 pub struct Percentiles {
     pub samples: usize,
+    pub min_ms: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -40,6 +41,7 @@ pub fn percentiles(mut v: Vec<f64>) -> Percentiles {
     };
     Percentiles {
         samples: v.len(),
+        min_ms: v.first().copied().unwrap_or(0.0),
         p50_ms: at(0.5),
         p99_ms: at(0.99),
         max_ms: v.last().copied().unwrap_or(0.0),

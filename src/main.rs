@@ -228,8 +228,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             let p = |x: &issuesync::bench::Percentiles| {
                 format!(
-                    "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} samples)",
-                    x.p50_ms, x.p99_ms, x.max_ms, x.samples
+                    "min {:.1} ms  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} samples)",
+                    x.min_ms, x.p50_ms, x.p99_ms, x.max_ms, x.samples
                 )
             };
             println!("backend: {}", r.backend);

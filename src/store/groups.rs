@@ -376,17 +376,17 @@ pub async fn recent_group_ids_page(
     after_id: i64,
     limit: i64,
 ) -> Result<Vec<i64>> {
-    Ok(on_tx!(tx, |c| sqlx::query_scalar(
-        "SELECT id FROM groups WHERE project_id = $1 AND last_seen >= $2 AND id > $3 \
-         UNION SELECT group_id FROM invalidation_backlog WHERE project_id = $1 AND group_id > $3 \
-         ORDER BY 1 LIMIT $4"
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_scalar(
+        "SELECT id FROM groups WHERE project_id = $1 AND last_seen >= $2 AND id > $3 ORDER BY id LIMIT $4"
     )
     .bind(project_id)
     .bind(since_ms)
     .bind(after_id)
     .bind(limit)
     .fetch_all(c)
-    .await)?)
+    .await
+    })?)
 }
 
 pub async fn set_ownership(tx: &mut Tx, project_id: i64, raw: &str, now: i64) -> Result<()> {
@@ -412,6 +412,25 @@ pub async fn find_ownership(tx: &mut Tx, project_id: i64) -> Result<Option<Strin
     .bind(project_id)
     .fetch_optional(c)
     .await)?)
+}
+
+/// One keyset page of the backlog of a deleted project (see [`backlog_recent_groups`]).
+pub async fn backlog_page(
+    tx: &mut Tx,
+    project_id: i64,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<i64>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_scalar(
+        "SELECT group_id FROM invalidation_backlog WHERE project_id = $1 AND group_id > $2 ORDER BY group_id LIMIT $3"
+    )
+    .bind(project_id)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await
+    })?)
 }
 
 /// Keeps the ids of a project's recent groups before the project is deleted.

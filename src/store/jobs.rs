@@ -186,8 +186,9 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>) -> Result<Enqueued> {
         .await?
         .rows_affected(),
         Tx::Sqlite(t) => {
-            // run_at has 1 s resolution here: round up so a job never runs early.
-            let run_at = job.run_at.map(|t| (t.timestamp_millis() + 999).div_euclid(1000));
+            // run_at has 1 s resolution here: the nearest second keeps a scheduled job within
+            // half a second of its time.
+            let run_at = job.run_at.map(|t| (t.timestamp_millis() + 500).div_euclid(1000));
             sqlx::query(
                 "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key) \
                  VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE($5, CAST(strftime('%s','now') AS INTEGER)), $6, '{}', $7) \
@@ -365,6 +366,7 @@ pub async fn finish_job(
                 .await?
         }
         Tx::Sqlite(t) => {
+            // A snooze (the provider's Retry-After) or a backoff never runs early: round up.
             let at = at.map(|t| (t.timestamp_millis() + 999).div_euclid(1000));
             sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .bind(id)

@@ -86,14 +86,23 @@ pub async fn invalidate_project_caches(
     loop {
         let ids = {
             let mut tx = state.db.begin().await?;
-            crate::store::groups::recent_group_ids_page(
-                &mut tx,
-                job.project_id,
-                since,
-                progress.cursor,
-                BATCH,
-            )
-            .await?
+            // A deleted project's groups are gone; their ids were kept in the backlog.
+            if crate::store::projects::find_project(&mut tx, job.project_id)
+                .await?
+                .is_some()
+            {
+                crate::store::groups::recent_group_ids_page(
+                    &mut tx,
+                    job.project_id,
+                    since,
+                    progress.cursor,
+                    BATCH,
+                )
+                .await?
+            } else {
+                crate::store::groups::backlog_page(&mut tx, job.project_id, progress.cursor, BATCH)
+                    .await?
+            }
         };
         let Some(&last) = ids.last() else { break };
         let keys: Vec<String> = ids.iter().map(|g| key_for(job.kind, *g)).collect();
