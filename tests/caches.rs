@@ -12,25 +12,7 @@ use issuesync::store::jobs::JobFilter;
 use issuesync_jobs::invalidate_project_caches::{CacheKind, InvalidateProjectCaches};
 use serde_json::json;
 
-macro_rules! cache_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn in_process() {
-                    if let Some(app) = common::spawn_app(common::Backend::Sqlite, common::Seq::Local).await { super::$name(app).await }
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres_redis() {
-                    if let Some(app) = common::spawn_app(common::Backend::Postgres, common::Seq::Redis).await { super::$name(app).await }
-                }
-            }
-        )*
-    };
-}
-
-cache_tests!(
+sqlite_and_pg_redis_tests!(
     only_recent_groups_in_batches_of_1000,
     a_crash_resumes_at_the_next_page,
     triggers_enqueue_in_their_transaction,

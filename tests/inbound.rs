@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::TestApp;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -19,25 +17,7 @@ const JIRA_CLIENT_KEY: &str = "jira:1e5b9b2a-8a8f-4c2b-9d7e-2b8c1f0e7a11";
 const JIRA_SERVER_ID: &str = "jira.example.com:issuesync";
 const JIRA_SERVER_SECRET: &str = "a long secret value";
 
-macro_rules! inbound_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    if let Some(app) = common::spawn_app(common::Backend::Sqlite, common::Seq::Local).await { super::$name(app).await }
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres_redis() {
-                    if let Some(app) = common::spawn_app(common::Backend::Postgres, common::Seq::Redis).await { super::$name(app).await }
-                }
-            }
-        )*
-    };
-}
-
-inbound_tests!(
+sqlite_and_pg_redis_tests!(
     vsts_assign_reassign_unassign,
     assignee_needs_verified_email_and_project_access,
     two_orgs_share_an_integration_one_with_sync_off,
@@ -256,34 +236,6 @@ async fn post_jira(app: &TestApp, auth: Option<&str>, body: &Value, id: &str) ->
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Waits until no job is pending, running, scheduled or failed.
-async fn drain(app: &TestApp) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = issuesync::ops::stats(&app.state.db).await.unwrap();
-        let busy: i64 = stats
-            .counts
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.state.as_str(),
-                    "pending" | "running" | "scheduled" | "failed"
-                )
-            })
-            .map(|c| c.count)
-            .sum();
-        if busy == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "queue did not drain: {:?}",
-            stats.counts
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn group(app: &TestApp, id: i64) -> Value {
     app.get(&format!("/groups/{id}")).await.1
 }
@@ -393,7 +345,7 @@ async fn vsts_assign_reassign_unassign(app: TestApp) {
     )
     .await;
     assert_eq!((s, v["status"].as_str()), (200, Some("queued")), "{v}");
-    drain(&app).await;
+    app.drain().await;
     // Deleted by the change (a later GET reads through and caches again).
     assert_eq!(cache_keys(&app, g31).await, (None, None));
     let g = group(&app, g31).await;
@@ -444,7 +396,7 @@ async fn vsts_assign_reassign_unassign(app: TestApp) {
     )
     .await;
     assert_eq!(s, 200);
-    drain(&app).await;
+    app.drain().await;
     // Deleted by the change (a later GET reads through and caches again).
     assert_eq!(cache_keys(&app, g33).await, (None, None));
     let g = group(&app, g33).await;
@@ -510,7 +462,7 @@ async fn assignee_needs_verified_email_and_project_access(app: TestApp) {
                           "issue": {"key": "APP-1", "fields": {"assignee": {"emailAddress": email}}}});
         assert_eq!(post_jira_server(&app, &token, &body).await.0, 200);
     }
-    drain(&app).await;
+    app.drain().await;
     let got = group(&app, g).await;
     assert_eq!(got["assignedTo"], Value::Null);
     assert!(got["activity"].as_array().unwrap().is_empty());
@@ -584,7 +536,7 @@ async fn two_orgs_share_an_integration_one_with_sync_off(app: TestApp) {
         .0,
         200
     );
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(
         group(&app, g1).await["assignedTo"],
         format!("user:{}", w.user)
@@ -624,7 +576,7 @@ async fn vsts_status_decisions(app: TestApp) {
         .0,
         200
     );
-    drain(&app).await;
+    app.drain().await;
     let got = group(&app, g).await;
     assert_eq!(got["status"], 0);
     assert!(got["activity"].as_array().unwrap().is_empty());
@@ -640,7 +592,7 @@ async fn vsts_status_decisions(app: TestApp) {
         .0,
         200
     );
-    drain(&app).await;
+    app.drain().await;
     let got = group(&app, g).await;
     assert_eq!(
         (got["status"].as_i64(), got["substatus"].clone()),
@@ -673,7 +625,7 @@ async fn vsts_status_decisions(app: TestApp) {
         .0,
         200
     );
-    drain(&app).await;
+    app.drain().await;
     let got = group(&app, g).await;
     assert_eq!(
         (got["status"].as_i64(), got["substatus"].as_i64()),
@@ -723,7 +675,7 @@ async fn jira_cloud_done_to_in_progress_unresolves(app: TestApp) {
     )
     .await;
     assert_eq!(s, 200);
-    drain(&app).await;
+    app.drain().await;
     let got = group(&app, g).await;
     assert_eq!(
         (got["status"].as_i64(), got["substatus"].as_i64()),
@@ -787,7 +739,7 @@ async fn jira_server_assignment_and_echo_guard(app: TestApp) {
     echo["user"] = json!({"name": "issuesync-bot"});
     echo["timestamp"] = json!(1);
     assert_eq!(post_jira_server(&app, &token, &echo).await.0, 200);
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(
         group(&app, g).await["assignedTo"],
         Value::Null,
@@ -804,7 +756,7 @@ async fn jira_server_assignment_and_echo_guard(app: TestApp) {
         .0,
         200
     );
-    drain(&app).await;
+    app.drain().await;
     let got = group(&app, g).await;
     assert_eq!(got["assignedTo"], format!("user:{}", w.user));
     assert_eq!(
@@ -823,7 +775,7 @@ async fn archived_group_is_left_alone_unless_configured(app: TestApp) {
     to_done["changelog"]["items"][0]["from"] = json!("3");
     to_done["changelog"]["items"][0]["to"] = json!("10101");
     post_jira(&app, Some(&format!("JWT {jwt}")), &to_done, "wh-a").await;
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(
         group(&app, g).await["status"],
         2,
@@ -833,7 +785,7 @@ async fn archived_group_is_left_alone_unless_configured(app: TestApp) {
     cfg["sync_status_reverse_overrides_ignored"] = json!(true);
     install(&app, w.jira, w.org, cfg).await;
     post_jira(&app, Some(&format!("JWT {jwt}")), &to_done, "wh-b").await;
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(group(&app, g).await["status"], 1);
 }
 
@@ -848,7 +800,7 @@ async fn stale_events_are_skipped(app: TestApp) {
         Some(ADO_SECRET),
     )
     .await;
-    drain(&app).await;
+    app.drain().await;
     // An older revision arrives late: it must not unresolve.
     post_vsts(
         &app,
@@ -856,7 +808,7 @@ async fn stale_events_are_skipped(app: TestApp) {
         Some(ADO_SECRET),
     )
     .await;
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(group(&app, g).await["status"], 1);
 }
 
@@ -1198,7 +1150,7 @@ async fn deliveries_can_be_listed_and_replayed(app: TestApp) {
         .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("bad_request")), "{e}");
     let workers = app.start_workers();
-    drain(&app).await;
+    app.drain().await;
     let (s, list) = app.get("/deliveries?provider=vsts").await;
     assert_eq!(s, 200);
     assert_eq!(list[0]["id"], delivery);
@@ -1223,7 +1175,7 @@ async fn deliveries_can_be_listed_and_replayed(app: TestApp) {
     }
     let (code, out) = app.run_cli(&["deliveries", "replay", &delivery.to_string()]);
     assert_eq!(code, 0, "{out}");
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(
         group(&app, g).await["assignedTo"],
         format!("user:{}", w.user)

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::TestApp;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
@@ -12,25 +10,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
 
-macro_rules! outbound_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    if let Some(app) = common::spawn_app(common::Backend::Sqlite, common::Seq::Local).await { super::$name(app).await }
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres_redis() {
-                    if let Some(app) = common::spawn_app(common::Backend::Postgres, common::Seq::Redis).await { super::$name(app).await }
-                }
-            }
-        )*
-    };
-}
-
-outbound_tests!(
+sqlite_and_pg_redis_tests!(
     jira_server_transition_signed_with_oauth1,
     ado_state_assign_and_unassign,
     jira_cloud_assignee_lookup,
@@ -147,33 +127,6 @@ async fn put_group(app: &TestApp, g: i64, body: Value) -> Value {
     v
 }
 
-async fn drain(app: &TestApp) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let stats = issuesync::ops::stats(&app.state.db).await.unwrap();
-        let busy: i64 = stats
-            .counts
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.state.as_str(),
-                    "pending" | "running" | "scheduled" | "failed"
-                )
-            })
-            .map(|c| c.count)
-            .sum();
-        if busy == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "queue did not drain: {:?}",
-            stats.counts
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn requests(w: &World, method_name: &str, path_str: &str) -> Vec<Request> {
     w.mock
         .received_requests()
@@ -227,7 +180,7 @@ async fn jira_server_transition_signed_with_oauth1(app: TestApp) {
     assert_eq!(v["status"], 1);
     assert!(v["resolved_at"].as_i64().is_some());
     put_group(&app, g2, json!({"status": "resolved"})).await;
-    drain(&app).await;
+    app.drain().await;
     let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
     if posts.is_empty() {
         let all = issuesync::ops::list(&app.state.db, &Default::default(), 50)
@@ -297,11 +250,11 @@ async fn ado_state_assign_and_unassign(app: TestApp) {
     let g = w.group(&app, &[(w.vsts, "31")]).await;
     let _workers = app.start_workers();
     put_group(&app, g, json!({"status": "resolved"})).await;
-    drain(&app).await;
+    app.drain().await;
     put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
-    drain(&app).await;
+    app.drain().await;
     put_group(&app, g, json!({"assignedTo": null})).await;
-    drain(&app).await;
+    app.drain().await;
     let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
     let bodies: Vec<Value> = patches.iter().map(body).collect();
     assert_eq!(
@@ -345,7 +298,7 @@ async fn jira_cloud_assignee_lookup(app: TestApp) {
     let g = w.group(&app, &[(w.jira, "APP-9")]).await;
     let _workers = app.start_workers();
     put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
-    drain(&app).await;
+    app.drain().await;
     let puts = requests(&w, "PUT", "/rest/api/2/issue/APP-9/assignee").await;
     assert_eq!(puts.len(), 1);
     assert_eq!(body(&puts[0]), json!({"accountId": "abc123"}));
@@ -376,7 +329,7 @@ async fn jira_cloud_assignee_lookup(app: TestApp) {
         .as_i64()
         .unwrap();
     put_group(&app, g, json!({"assignedTo": format!("team:{team}")})).await;
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(
         requests(&w, "PUT", "/rest/api/2/issue/APP-9/assignee")
             .await
@@ -464,7 +417,7 @@ async fn inbound_assignment_reaches_the_other_integration_only(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    drain(&app).await;
+    app.drain().await;
     assert_eq!(
         app.get(&format!("/groups/{g}")).await.1["assignedTo"],
         format!("user:{}", w.user)
@@ -530,7 +483,7 @@ async fn regression_syncs_and_ignore_does_not(app: TestApp) {
         7
     );
     let _workers = app.start_workers();
-    drain(&app).await;
+    app.drain().await;
     let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
     assert_eq!(posts.len(), 1);
     assert_eq!(
@@ -602,7 +555,7 @@ async fn pending_outbound_jobs_coalesce(app: TestApp) {
     assert_eq!(jobs.len(), 1, "pending intents did not coalesce: {jobs:?}");
     assert_eq!(jobs[0].payload["user_id"], w.user, "the latest intent wins");
     let _workers = app.start_workers();
-    drain(&app).await;
+    app.drain().await;
     let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
     assert_eq!(patches.len(), 1);
     assert_eq!(body(&patches[0])[0]["value"], "lauryn@sentry.io");
@@ -632,7 +585,7 @@ async fn permanent_provider_errors_stop_at_once(app: TestApp) {
     let _workers = app.start_workers();
     put_group(&app, g1, json!({"status": "resolved"})).await;
     put_group(&app, g2, json!({"status": "resolved"})).await;
-    drain(&app).await;
+    app.drain().await;
     let dead = issuesync::ops::list(
         &app.state.db,
         &issuesync::store::jobs::JobFilter {
@@ -721,7 +674,7 @@ async fn ado_token_refreshed_once_on_401(app: TestApp) {
     }
     tx.commit().await.unwrap();
     let _workers = app.start_workers();
-    drain(&app).await;
+    app.drain().await;
     let ok = requests(&w, "PATCH", "/ado2/_apis/wit/workitems/5").await;
     assert_eq!(
         ok.iter()
@@ -787,9 +740,9 @@ async fn jira_server_assignee_lookup(app: TestApp) {
     let g = w.group(&app, &[(w.jira_server, "APP-1")]).await;
     let _workers = app.start_workers();
     put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
-    drain(&app).await;
+    app.drain().await;
     put_group(&app, g, json!({"assignedTo": null})).await;
-    drain(&app).await;
+    app.drain().await;
     let puts = requests(&w, "PUT", "/rest/api/2/issue/APP-1/assignee").await;
     let bodies: Vec<Value> = puts.iter().map(body).collect();
     assert_eq!(bodies, [json!({"name": "lauryn"}), json!({"name": null})]);

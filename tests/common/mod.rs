@@ -453,3 +453,53 @@ macro_rules! db_tests {
         )*
     };
 }
+
+impl TestApp {
+    /// Waits until no job is pending, running, scheduled or failed (40 s at most).
+    pub async fn drain(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+        loop {
+            let stats = issuesync::ops::stats(&self.state.db).await.expect("stats");
+            let busy: i64 = stats
+                .counts
+                .iter()
+                .filter(|c| {
+                    matches!(
+                        c.state.as_str(),
+                        "pending" | "running" | "scheduled" | "failed"
+                    )
+                })
+                .map(|c| c.count)
+                .sum();
+            if busy == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queue did not drain: {:?}",
+                stats.counts
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Generates a test on SQLite (in-process cache and sequence) and one on Postgres + Redis.
+#[macro_export]
+macro_rules! sqlite_and_pg_redis_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    if let Some(app) = common::spawn_app(common::Backend::Sqlite, common::Seq::Local).await { super::$name(app).await }
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_redis() {
+                    if let Some(app) = common::spawn_app(common::Backend::Postgres, common::Seq::Redis).await { super::$name(app).await }
+                }
+            }
+        )*
+    };
+}
