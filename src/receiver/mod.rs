@@ -29,6 +29,29 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()))
+        }))
         .with_state(state)
+}
+
+/// The request path as logs may show it: the Jira Server webhook token is a credential, and
+/// the query (which may carry `?jwt=`) is never logged.
+pub fn loggable_path(path: &str) -> String {
+    match path.strip_prefix("/extensions/jira-server/issue-updated/") {
+        Some(_) => "/extensions/jira-server/issue-updated/[redacted]/".to_string(),
+        None => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn webhook_tokens_are_not_logged() {
+        assert_eq!(
+            super::loggable_path("/extensions/jira-server/issue-updated/eyJabc.def.ghi/"),
+            "/extensions/jira-server/issue-updated/[redacted]/"
+        );
+        assert_eq!(super::loggable_path("/api/v1/jobs"), "/api/v1/jobs");
+    }
 }
