@@ -38,5 +38,6 @@ fn round_trip() {
     crate::round_trip(InvalidateProjectCaches {
         project_id: 1,
         kind: CacheKind::OwnerDebounce,
+        fail_after_pages: Some(2),
     });
 }

@@ -125,29 +125,6 @@ pub(crate) fn round_trip<J: Job + PartialEq + std::fmt::Debug>(job: J) {
     assert!(J::MAX_ATTEMPTS >= 1 && J::MAX_ATTEMPTS <= 20);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_unique_and_queues_known() {
-        let mut names: Vec<_> = KINDS.iter().map(|k| k.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), KINDS.len());
-        assert!(KINDS.iter().all(|k| queues::ALL.contains(&k.queue)));
-    }
-
-    #[test]
-    fn wrong_name_is_refused() {
-        let env = Envelope {
-            job: "other".into(),
-            args: serde_json::json!({}),
-        };
-        assert!(env.decode::<noop::Noop>().is_err());
-    }
-}
-
 /// Checks that an envelope names a known kind and that its args decode as that kind.
 pub fn validate(env: &Envelope) -> Result<&'static KindInfo, String> {
     fn check<J: Job>(env: &Envelope) -> Result<(), String> {
@@ -187,5 +164,28 @@ pub fn dedup_key_of(env: &Envelope) -> Option<String> {
         "purge_jobs" => key::<purge_jobs::PurgeJobs>(env),
         "noop" => key::<noop::Noop>(env),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_queues_known() {
+        let mut names: Vec<_> = KINDS.iter().map(|k| k.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        assert!(KINDS.iter().all(|k| queues::ALL.contains(&k.queue)));
+    }
+
+    #[test]
+    fn wrong_name_is_refused() {
+        let env = Envelope {
+            job: "other".into(),
+            args: serde_json::json!({}),
+        };
+        assert!(env.decode::<noop::Noop>().is_err());
     }
 }
