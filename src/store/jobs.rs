@@ -214,22 +214,13 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>) -> Result<Enqueued> {
         "SELECT id FROM {table} WHERE job_type = $1 AND idempotency_key = $2",
     );
     let key = job.dedup_key.as_deref().unwrap_or_default();
-    let existing: Option<String> = match tx {
-        Tx::Pg(t) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(job.queue)
-                .bind(key)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-        Tx::Sqlite(t) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(job.queue)
-                .bind(key)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    };
+    let existing: Option<String> = crate::on_tx!(tx, |c| {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(job.queue)
+            .bind(key)
+            .fetch_optional(c)
+            .await?
+    });
     Ok(Enqueued::Duplicate(existing.unwrap_or_default()))
 }
 
@@ -246,42 +237,26 @@ async fn replace_pending_payload(
         "UPDATE {table} SET job = $3 WHERE job_type = $1 AND idempotency_key = $2 \
          AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) RETURNING id",
     );
-    Ok(match tx {
-        Tx::Pg(t) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(queue)
-                .bind(key)
-                .bind(payload)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-        Tx::Sqlite(t) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(queue)
-                .bind(key)
-                .bind(payload)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    })
+    Ok(crate::on_tx!(tx, |c| {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(queue)
+            .bind(key)
+            .bind(payload)
+            .fetch_optional(c)
+            .await?
+    }))
 }
 
 async fn exec2(tx: &mut Tx, sql: &str, a: &str, b: &str) -> Result<u64> {
     let sql = sql.to_string();
-    Ok(match tx {
-        Tx::Pg(t) => sqlx::query(sqlx::AssertSqlSafe(sql))
+    Ok(crate::on_tx!(tx, |c| {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(a)
             .bind(b)
-            .execute(&mut **t)
+            .execute(c)
             .await?
-            .rows_affected(),
-        Tx::Sqlite(t) => sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(a)
-            .bind(b)
-            .execute(&mut **t)
-            .await?
-            .rows_affected(),
-    })
+            .rows_affected()
+    }))
 }
 
 /// The outcome the dispatcher writes for an attempt.
@@ -440,20 +415,12 @@ pub async fn list_attempts(tx: &mut Tx, job_id: &str) -> Result<Vec<AttemptRow>>
 pub async fn find_job(tx: &mut Tx, id: &str) -> Result<Option<JobRow>> {
     let d = dialect(tx);
     let sql = format!("SELECT {} FROM {} WHERE id = $1", select_list(d), d.table);
-    Ok(match tx {
-        Tx::Pg(t) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-        Tx::Sqlite(t) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .fetch_optional(&mut **t)
-                .await?
-        }
-    })
+    Ok(crate::on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(c)
+            .await?
+    }))
 }
 
 /// A filter over jobs: by state, queue, job name and a text in the payload.
@@ -527,22 +494,13 @@ pub async fn list_jobs(tx: &mut Tx, f: &JobFilter, limit: i64) -> Result<Vec<Job
         d.table,
         limit.clamp(1, 10_000)
     );
-    Ok(match tx {
-        Tx::Pg(t) => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for b in &binds {
-                q = q.bind(b);
-            }
-            q.fetch_all(&mut **t).await?
+    Ok(crate::on_tx!(tx, |c| {
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            q = q.bind(b);
         }
-        Tx::Sqlite(t) => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for b in &binds {
-                q = q.bind(b);
-            }
-            q.fetch_all(&mut **t).await?
-        }
-    })
+        q.fetch_all(c).await?
+    }))
 }
 
 async fn update_filtered(
@@ -560,28 +518,16 @@ async fn update_filtered(
         d.table,
         fill(d, set)
     );
-    Ok(match tx {
-        Tx::Pg(t) => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(r) = reason {
-                q = q.bind(r);
-            }
-            for b in &binds {
-                q = q.bind(b);
-            }
-            q.execute(&mut **t).await?.rows_affected()
+    Ok(crate::on_tx!(tx, |c| {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(r) = reason {
+            q = q.bind(r);
         }
-        Tx::Sqlite(t) => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(r) = reason {
-                q = q.bind(r);
-            }
-            for b in &binds {
-                q = q.bind(b);
-            }
-            q.execute(&mut **t).await?.rows_affected()
+        for b in &binds {
+            q = q.bind(b);
         }
-    })
+        q.execute(c).await?.rows_affected()
+    }))
 }
 
 /// Makes matching jobs runnable now with attempts reset. Running jobs are left alone.
@@ -635,20 +581,12 @@ pub async fn purge_jobs(tx: &mut Tx, state: &str, older_than_secs: i64) -> Resul
         fill(d, cond),
         d.now
     );
-    let ids: Vec<String> = match tx {
-        Tx::Pg(t) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(older_than_secs)
-                .fetch_all(&mut **t)
-                .await?
-        }
-        Tx::Sqlite(t) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(older_than_secs)
-                .fetch_all(&mut **t)
-                .await?
-        }
-    };
+    let ids: Vec<String> = crate::on_tx!(tx, |c| {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(older_than_secs)
+            .fetch_all(c)
+            .await?
+    });
     for chunk in ids.chunks(500) {
         let f = JobFilter {
             ids: Some(chunk.to_vec()),
@@ -660,22 +598,13 @@ pub async fn purge_jobs(tx: &mut Tx, state: &str, older_than_secs: i64) -> Resul
                 "DELETE FROM {table} WHERE {}",
                 cond.replace("id IN", "job_id IN")
             );
-            match tx {
-                Tx::Pg(t) => {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for b in &binds {
-                        q = q.bind(b);
-                    }
-                    q.execute(&mut **t).await?;
+            crate::on_tx!(tx, |c| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for b in &binds {
+                    q = q.bind(b);
                 }
-                Tx::Sqlite(t) => {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for b in &binds {
-                        q = q.bind(b);
-                    }
-                    q.execute(&mut **t).await?;
-                }
-            }
+                q.execute(c).await?;
+            })
         }
     }
     Ok(ids.len() as u64)
@@ -696,18 +625,11 @@ pub async fn count_by_queue_and_state(tx: &mut Tx) -> Result<Vec<QueueStateCount
         d.table,
         state = fill(d, STATE_CASE)
     );
-    Ok(match tx {
-        Tx::Pg(t) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut **t)
-                .await?
-        }
-        Tx::Sqlite(t) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut **t)
-                .await?
-        }
-    })
+    Ok(crate::on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(c)
+            .await?
+    }))
 }
 
 /// Age in seconds of the oldest due job per queue (pending, or failed and due).
@@ -719,18 +641,11 @@ pub async fn oldest_pending_age(tx: &mut Tx) -> Result<Vec<(String, i64)>> {
          WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) AND {run_at} <= {now} \
          GROUP BY job_type",
     );
-    Ok(match tx {
-        Tx::Pg(t) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut **t)
-                .await?
-        }
-        Tx::Sqlite(t) => {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&mut **t)
-                .await?
-        }
-    })
+    Ok(crate::on_tx!(tx, |c| {
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(c)
+            .await?
+    }))
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
