@@ -3,19 +3,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -68,10 +59,10 @@ async fn redis_sequence_shared_by_two_processes_yields_no_duplicates() {
     assert!(status.success());
 
     let ports = [free_port(), free_port()];
-    let _procs: Vec<Proc> = ports
+    let _procs: Vec<common::Child> = ports
         .iter()
         .map(|p| {
-            Proc(
+            common::Child(
                 issuesync(&["serve"], &db.url, &redis_url, *p)
                     .spawn()
                     .expect("spawn serve"),
