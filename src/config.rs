@@ -31,6 +31,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub http: HttpSettings,
     pub queue: QueueSettings,
+    pub discord: DiscordSettings,
     /// Provider requests per second, per integration, by provider key.
     pub rate_limit: std::collections::HashMap<String, u32>,
 }
@@ -61,6 +62,17 @@ impl QueueSettings {
     pub fn concurrency_of(&self, queue: &str) -> usize {
         self.concurrency.get(queue).copied().unwrap_or(2).max(1)
     }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct DiscordSettings {
+    /// Discord's REST API, for the follow-up webhooks of deferred interactions.
+    pub api_base_url: String,
+    /// Work on an interaction that takes longer than this is deferred to a job (Discord
+    /// waits 3 s for the answer).
+    pub inline_budget_ms: u64,
+    /// Requests whose signed timestamp is further than this from our clock are refused.
+    pub max_timestamp_skew_secs: i64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

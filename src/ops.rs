@@ -283,14 +283,23 @@ pub async fn list_deliveries(
 /// Enqueues a stored delivery again. Refused while its last job is unfinished.
 pub async fn replay_delivery(db: &Db, id: i64) -> Result<jobs::Enqueued, OpsError> {
     let mut tx = db.begin_write().await?;
-    crate::store::deliveries::find_delivery(&mut tx, id)
+    let delivery = crate::store::deliveries::find_delivery(&mut tx, id)
         .await?
         .ok_or_else(|| OpsError::NotFound(format!("delivery {id}")))?;
-    let r = crate::worker::enqueue(
-        &mut tx,
-        &issuesync_jobs::process_webhook::ProcessWebhook { delivery_id: id },
-    )
-    .await?;
+    // A Discord interaction is re-applied by its own job (its follow-up token lasts 15 min).
+    let r = if delivery.provider == crate::sync::discord::PROVIDER {
+        crate::worker::enqueue(
+            &mut tx,
+            &issuesync_jobs::discord_interaction::DiscordInteraction { delivery_id: id },
+        )
+        .await?
+    } else {
+        crate::worker::enqueue(
+            &mut tx,
+            &issuesync_jobs::process_webhook::ProcessWebhook { delivery_id: id },
+        )
+        .await?
+    };
     if let jobs::Enqueued::Duplicate(job) = &r {
         return Err(OpsError::Invalid(format!(
             "delivery {id} is still being processed by job {job}"

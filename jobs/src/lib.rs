@@ -8,6 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub mod discord_interaction;
 pub mod install_subscription;
 pub mod invalidate_project_caches;
 pub mod noop;
@@ -97,6 +98,7 @@ const fn info<J: Job>() -> KindInfo {
 
 pub const KINDS: &[KindInfo] = &[
     info::<process_webhook::ProcessWebhook>(),
+    info::<discord_interaction::DiscordInteraction>(),
     info::<sync_assignee_inbound::SyncAssigneeInbound>(),
     info::<sync_status_inbound::SyncStatusInbound>(),
     info::<sync_status_outbound::SyncStatusOutbound>(),
@@ -133,6 +135,7 @@ pub fn validate(env: &Envelope) -> Result<&'static KindInfo, String> {
     let kind = kind(&env.job).ok_or_else(|| format!("unknown job kind {:?}", env.job))?;
     match kind.name {
         "process_webhook" => check::<process_webhook::ProcessWebhook>(env),
+        "discord_interaction" => check::<discord_interaction::DiscordInteraction>(env),
         "sync_assignee_inbound" => check::<sync_assignee_inbound::SyncAssigneeInbound>(env),
         "sync_status_inbound" => check::<sync_status_inbound::SyncStatusInbound>(env),
         "sync_status_outbound" => check::<sync_status_outbound::SyncStatusOutbound>(env),
@@ -155,6 +158,7 @@ pub fn dedup_key_of(env: &Envelope) -> Option<String> {
     }
     match env.job.as_str() {
         "process_webhook" => key::<process_webhook::ProcessWebhook>(env),
+        "discord_interaction" => key::<discord_interaction::DiscordInteraction>(env),
         "sync_status_outbound" => key::<sync_status_outbound::SyncStatusOutbound>(env),
         "sync_assignee_outbound" => key::<sync_assignee_outbound::SyncAssigneeOutbound>(env),
         "invalidate_project_caches" => {

@@ -29,6 +29,8 @@ pub enum Auth {
         shared_secret: String,
         base_path: String,
     },
+    /// No header: the URL carries the credential (Discord's interaction webhooks).
+    None,
     /// Jira Server: OAuth 1.0a RSA-SHA1.
     OAuth1 {
         consumer_key: String,
@@ -42,6 +44,7 @@ impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Auth::Bearer(_) => f.write_str("Bearer([redacted])"),
+            Auth::None => f.write_str("None"),
             Auth::ConnectJwt { app_key, .. } => write!(f, "ConnectJwt({app_key})"),
             Auth::OAuth1 { consumer_key, .. } => write!(f, "OAuth1({consumer_key})"),
         }
@@ -97,6 +100,8 @@ pub struct Request<'a> {
     pub extra_headers: Vec<(&'static str, String)>,
     /// (provider, integration id) whose rate limit this request counts against.
     pub limit: Option<(String, i64)>,
+    /// What errors and logs show instead of `url` when the URL holds a credential.
+    pub shown_url: Option<String>,
 }
 
 impl<'a> Request<'a> {
@@ -109,7 +114,12 @@ impl<'a> Request<'a> {
             json_patch: false,
             extra_headers: Vec::new(),
             limit: None,
+            shown_url: None,
         }
+    }
+    /// The URL as errors may show it.
+    pub fn shown_url(&self) -> &str {
+        self.shown_url.as_deref().unwrap_or(&self.url)
     }
     pub fn query(mut self, k: &str, v: impl Into<String>) -> Self {
         self.query.push((k.to_string(), v.into()));
@@ -160,7 +170,9 @@ impl Http {
         }
         let url = with_query(&req.url, &req.query);
         let mut builder = self.client.request(req.method.clone(), &url);
-        builder = builder.header("Authorization", authorization(auth, req)?);
+        if let Some(value) = authorization(auth, req)? {
+            builder = builder.header("Authorization", value);
+        }
         if let Some(body) = req.body {
             let ct = if req.json_patch {
                 "application/json-patch+json"
@@ -182,7 +194,7 @@ impl Http {
             ApiError::Transient(format!(
                 "{} {} {kind}: {}",
                 req.method,
-                req.url,
+                req.shown_url(),
                 without_url(&e)
             ))
         })?;
@@ -209,7 +221,7 @@ impl Http {
             return Err(ApiError::Transient(format!(
                 "{} {} answered {}: {}",
                 req.method,
-                req.url,
+                req.shown_url(),
                 status.as_u16(),
                 snippet(&bytes)
             )));
@@ -217,14 +229,18 @@ impl Http {
         if !status.is_success() {
             return Err(ApiError::Permanent {
                 status: status.as_u16(),
-                message: format!("{} {}: {}", req.method, req.url, snippet(&bytes)),
+                message: format!("{} {}: {}", req.method, req.shown_url(), snippet(&bytes)),
             });
         }
         let json = if bytes.is_empty() || status == StatusCode::NO_CONTENT {
             Value::Object(Default::default())
         } else {
             serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::Transient(format!("{} {} answered non-JSON: {e}", req.method, req.url))
+                ApiError::Transient(format!(
+                    "{} {} answered non-JSON: {e}",
+                    req.method,
+                    req.shown_url()
+                ))
             })?
         };
         Ok(Response {
@@ -356,9 +372,10 @@ fn pct(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
 
-fn authorization(auth: &Auth, req: &Request<'_>) -> Result<String, ApiError> {
+fn authorization(auth: &Auth, req: &Request<'_>) -> Result<Option<String>, ApiError> {
     match auth {
-        Auth::Bearer(t) => Ok(format!("Bearer {t}")),
+        Auth::None => Ok(None),
+        Auth::Bearer(t) => Ok(Some(format!("Bearer {t}"))),
         Auth::ConnectJwt {
             app_key,
             shared_secret,
@@ -377,7 +394,7 @@ fn authorization(auth: &Auth, req: &Request<'_>) -> Result<String, ApiError> {
                         message: format!("cannot sign the Connect JWT: {e}"),
                     }
                 })?;
-            Ok(format!("JWT {token}"))
+            Ok(Some(format!("JWT {token}")))
         }
         Auth::OAuth1 {
             consumer_key,
@@ -388,7 +405,7 @@ fn authorization(auth: &Auth, req: &Request<'_>) -> Result<String, ApiError> {
                 status: 0,
                 message: m,
             })?;
-            Ok(oauth1_authorization(
+            Ok(Some(oauth1_authorization(
                 req.method.as_str(),
                 &req.url,
                 &req.query,
@@ -396,7 +413,7 @@ fn authorization(auth: &Auth, req: &Request<'_>) -> Result<String, ApiError> {
                 access_token,
                 key,
                 None,
-            ))
+            )))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Provider adapters. Each has `webhook.rs` (verify + parse into a typed event), `auth.rs`
 //! where the provider needs it, and `client.rs` (outbound API).
 
+pub mod discord;
 pub mod http;
 pub mod jira;
 pub mod jira_server;

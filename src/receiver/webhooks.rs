@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use issuesync_jobs::process_webhook::ProcessWebhook;
 use serde_json::{Value, json};
 
-use crate::providers::{WebhookError, jira, jira_server, vsts};
+use crate::providers::{WebhookError, discord, jira, jira_server, vsts};
 use crate::receiver::error::{ApiError, ApiPath, ApiResult};
 use crate::startup::AppState;
 use crate::store::deliveries::{self, NewDelivery};
@@ -28,6 +28,10 @@ pub fn routes() -> Router<AppState> {
         .route("/extensions/jira/issue-updated/", post(jira_issue_updated))
         .route("/extensions/jira/installed/", post(jira_installed))
         .route("/extensions/jira/uninstalled/", post(jira_uninstalled))
+        .route(
+            "/extensions/discord/interactions/",
+            post(discord_interactions),
+        )
 }
 
 /// Headers kept with a delivery: never an authentication header.
@@ -388,4 +392,135 @@ async fn jira_uninstalled(
         StatusCode::OK,
         Json(json!({"status": "uninstalled", "integration_id": i.id})),
     ))
+}
+
+/// Discord interactions: verified with the application's Ed25519 key, PING answered at
+/// once. A component's work runs inline when it fits in the budget (Discord waits 3 s);
+/// otherwise the interaction is answered "deferred" and finished by a job.
+async fn discord_interactions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let run = async {
+        let raw = raw_body(body)?;
+        let v = json_body(&raw)?;
+        let application_id = discord::webhook::application_id(&v)?;
+        let integration = find_active(&state, "discord", &application_id).await?;
+        let key = meta_str(&integration, "/public_key")
+            .ok_or_else(|| ApiError::unauthorized("the integration has no public_key"))
+            .and_then(|k| {
+                discord::auth::parse_public_key(k).map_err(|e| {
+                    tracing::error!(integration = integration.id, "{e}");
+                    ApiError::unauthorized("the integration's public_key is invalid")
+                })
+            })?;
+        let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+        discord::auth::verify(
+            &key,
+            header("x-signature-ed25519"),
+            header("x-signature-timestamp"),
+            &raw,
+            chrono::Utc::now().timestamp(),
+            state.settings.discord.max_timestamp_skew_secs,
+        )?;
+        let interaction = discord::webhook::parse_interaction(&v)?;
+        if interaction.kind == discord::webhook::PING {
+            return Ok((
+                StatusCode::OK,
+                Json(json!({"type": discord::webhook::PONG})),
+            ));
+        }
+        let budget = std::time::Duration::from_millis(state.settings.discord.inline_budget_ms);
+        let inline = discord_inline(&state, &integration, &interaction, &headers, &raw);
+        let answer = if budget.is_zero() {
+            None
+        } else {
+            tokio::time::timeout(budget, inline).await.ok()
+        };
+        let answer = match answer {
+            Some(a) => a?,
+            // Over budget: the inline transaction was dropped (rolled back) unfinished.
+            None => discord_defer(&state, &integration, &interaction, &headers, &raw).await?,
+        };
+        Ok((StatusCode::OK, Json(answer)))
+    };
+    run.await.map_err(|e| refused("discord", e))
+}
+
+/// Stores the interaction (unique by its id) and applies it in one transaction.
+async fn discord_inline(
+    state: &AppState,
+    integration: &Integration,
+    interaction: &discord::webhook::Interaction,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> ApiResult<Value> {
+    let mut tx = state.db.begin_write().await?;
+    let Some(_) = insert_interaction(&mut tx, integration, interaction, headers, raw).await? else {
+        return Ok(json!({"type": discord::webhook::DEFERRED_UPDATE_MESSAGE}));
+    };
+    let (reply, effects) = crate::sync::discord::respond(&mut tx, integration, interaction).await?;
+    tx.commit().await?;
+    metrics::counter!("issuesync_webhooks_total", "provider" => "discord", "result" => "applied")
+        .increment(1);
+    crate::sync::inbound::invalidate(state, &effects).await;
+    Ok(reply.response())
+}
+
+/// Stores the interaction with a `discord_interaction` job and answers type 6.
+async fn discord_defer(
+    state: &AppState,
+    integration: &Integration,
+    interaction: &discord::webhook::Interaction,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> ApiResult<Value> {
+    let mut tx = state.db.begin_write().await?;
+    if let Some(delivery_id) =
+        insert_interaction(&mut tx, integration, interaction, headers, raw).await?
+    {
+        let job = enqueue(
+            &mut tx,
+            &issuesync_jobs::discord_interaction::DiscordInteraction { delivery_id },
+        )
+        .await?;
+        deliveries::set_delivery_job(&mut tx, delivery_id, job.id()).await?;
+        tx.commit().await?;
+        metrics::counter!("issuesync_webhooks_total", "provider" => "discord", "result" => "deferred")
+            .increment(1);
+    }
+    Ok(json!({"type": discord::webhook::DEFERRED_UPDATE_MESSAGE}))
+}
+
+/// The delivery row of an interaction; None for a duplicate (same interaction id).
+async fn insert_interaction(
+    tx: &mut crate::db::Tx,
+    integration: &Integration,
+    interaction: &discord::webhook::Interaction,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> ApiResult<Option<i64>> {
+    let kept = kept_headers(headers);
+    let id = deliveries::insert_delivery(
+        tx,
+        &NewDelivery {
+            provider: "discord",
+            delivery_key: &interaction.id,
+            integration_id: Some(integration.id),
+            headers: &kept,
+            body: raw,
+        },
+        crate::now_ms(),
+    )
+    .await?;
+    if id.is_none() {
+        tracing::info!(
+            interaction = interaction.id,
+            "duplicate Discord interaction"
+        );
+        metrics::counter!("issuesync_webhooks_total", "provider" => "discord", "result" => "duplicate")
+            .increment(1);
+    }
+    Ok(id)
 }

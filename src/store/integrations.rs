@@ -211,3 +211,20 @@ pub async fn list_external_projects(
     .await
     })?)
 }
+
+/// Whether the integration is installed (and enabled) on the organization.
+pub async fn is_installed_on(
+    tx: &mut Tx,
+    integration_id: i64,
+    organization_id: i64,
+) -> Result<bool> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM organization_integrations \
+         WHERE integration_id = $1 AND organization_id = $2 AND status = 0"
+    )
+    .bind(integration_id)
+    .bind(organization_id)
+    .fetch_one(c)
+    .await)?
+        > 0)
+}

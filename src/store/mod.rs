@@ -5,6 +5,7 @@
 pub mod deliveries;
 pub mod external;
 pub mod groups;
+pub mod identities;
 pub mod integrations;
 pub mod jobs;
 pub mod organizations;

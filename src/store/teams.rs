@@ -197,3 +197,25 @@ pub async fn delete_member(tx: &mut Tx, member_id: i64) -> Result<bool> {
     .map(|r| r.rows_affected()))?;
     Ok(n > 0)
 }
+
+/// An active member of an organization with what a picker shows: the name, else the
+/// first (verified first) email.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberLabel {
+    pub user_id: i64,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+pub async fn list_member_labels(tx: &mut Tx, organization_id: i64) -> Result<Vec<MemberLabel>> {
+    Ok(on_tx!(tx, |c| sqlx::query_as(
+        "SELECT u.id AS user_id, u.name AS name, \
+            (SELECT e.email FROM user_emails e WHERE e.user_id = u.id \
+             ORDER BY e.is_verified DESC, e.id LIMIT 1) AS email \
+         FROM organization_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.organization_id = $1 AND u.is_active ORDER BY u.id"
+    )
+    .bind(organization_id)
+    .fetch_all(c)
+    .await)?)
+}

@@ -67,17 +67,23 @@ pub async fn apply_group_change(
     source: &ChangeSource,
 ) -> Result<(), ChangeError> {
     let mut tx = state.db.begin_write().await?;
-    let group = groups::find_group(&mut tx, group_id)
+    let effects = apply_group_change_in(&mut tx, group_id, change, source).await?;
+    tx.commit().await?;
+    crate::sync::inbound::invalidate(state, &effects).await;
+    Ok(())
+}
+
+/// [`apply_group_change`] inside the caller's transaction (which also holds, say, the
+/// delivery row of a Discord interaction). The caller invalidates `Effects` after commit.
+pub async fn apply_group_change_in(
+    tx: &mut Tx,
+    group_id: i64,
+    change: &GroupChange,
+    source: &ChangeSource,
+) -> Result<Effects, ChangeError> {
+    let g = group_ref(tx, group_id)
         .await?
         .ok_or(ChangeError::NotFound)?;
-    let project = projects::find_project(&mut tx, group.project_id)
-        .await?
-        .ok_or(ChangeError::NotFound)?;
-    let g = GroupRef {
-        group_id,
-        project_id: group.project_id,
-        organization_id: project.organization_id,
-    };
     let extra = match &source.integration {
         Some(i) => json!({"integration": i}),
         None => json!({}),
@@ -86,29 +92,34 @@ pub async fn apply_group_change(
     if let Some(to) = change.assigned_to {
         match to {
             Some(actor) => {
-                check_assignable(&mut tx, g, actor).await?;
-                assign::assign(
-                    &mut tx,
-                    g,
-                    actor,
-                    source.acting_user,
-                    &extra,
-                    None,
-                    &mut effects,
-                )
-                .await?;
+                check_assignable(tx, g, actor).await?;
+                assign::assign(tx, g, actor, source.acting_user, &extra, None, &mut effects)
+                    .await?;
             }
             None => {
-                assign::deassign(&mut tx, g, source.acting_user, None, &mut effects).await?;
+                assign::deassign(tx, g, source.acting_user, None, &mut effects).await?;
             }
         }
     }
     if let Some(status) = change.status {
-        apply_status(&mut tx, g, status, source, &extra).await?;
+        apply_status(tx, g, status, source, &extra).await?;
     }
-    tx.commit().await?;
-    crate::sync::inbound::invalidate(state, &effects).await;
-    Ok(())
+    Ok(effects)
+}
+
+/// The group with its project and organization; None when either is gone.
+pub async fn group_ref(tx: &mut Tx, group_id: i64) -> Result<Option<GroupRef>, StoreError> {
+    let Some(group) = groups::find_group(tx, group_id).await? else {
+        return Ok(None);
+    };
+    let Some(project) = projects::find_project(tx, group.project_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(GroupRef {
+        group_id,
+        project_id: group.project_id,
+        organization_id: project.organization_id,
+    }))
 }
 
 /// The assignee must belong to the group's organization.

@@ -1,6 +1,7 @@
 //! Sync logic: inbound (provider event → our groups) and outbound (our change → provider),
 //! with the loop guards of spec §6.5.
 
+pub mod discord;
 pub mod inbound;
 pub mod install;
 pub mod intent;

@@ -52,6 +52,9 @@ async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
         process_webhook::ProcessWebhook::JOB_NAME => {
             crate::sync::inbound::process_webhook(decode(env)?, ctx).await
         }
+        discord_interaction::DiscordInteraction::JOB_NAME => {
+            crate::sync::discord::discord_interaction(decode(env)?, ctx).await
+        }
         sync_assignee_inbound::SyncAssigneeInbound::JOB_NAME => {
             crate::sync::inbound::sync_assignee_inbound(decode(env)?, ctx).await
         }

@@ -66,6 +66,19 @@ fn check_metadata(v: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// What a provider cannot work without: a Discord app's Ed25519 public key.
+fn check_provider_metadata(provider: &str, v: &Value) -> ApiResult<()> {
+    if provider == "discord" {
+        let key = v.get("public_key").and_then(Value::as_str).unwrap_or("");
+        crate::providers::discord::auth::parse_public_key(key).map_err(|e| {
+            ApiError::bad_request(format!(
+                "metadata.{e} (the application's public key from the Discord developer portal)"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateIntegration {
@@ -95,6 +108,7 @@ async fn create_integration(
         ));
     }
     check_metadata(&b.metadata)?;
+    check_provider_metadata(&b.provider, &b.metadata)?;
     let mut tx = s.db.begin().await?;
     let i = integrations::insert_integration(
         &mut tx,
@@ -181,6 +195,7 @@ async fn update_integration(
             }
         }
     }
+    check_provider_metadata(&cur.provider, &metadata)?;
     let status = match b.status.as_deref() {
         None => cur.status,
         Some("active") => integrations::STATUS_ACTIVE,

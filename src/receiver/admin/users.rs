@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -11,13 +11,88 @@ use super::LIST_LIMIT;
 use crate::db::Tx;
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::startup::AppState;
-use crate::store::{found, users};
+use crate::store::{StoreError, found, identities, users};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", get(get_user))
         .route("/users/{id}/emails", post(add_email))
+        .route(
+            "/users/{id}/identities",
+            get(list_identities).post(link_identity),
+        )
+        .route("/identities/{id}", delete(unlink_identity))
+}
+
+/// Chat providers whose accounts can be linked.
+const IDENTITY_PROVIDERS: &[&str] = &["discord"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewIdentity {
+    provider: String,
+    /// The account id at the provider (a Discord user id: a snowflake in a string).
+    external_id: String,
+}
+
+/// Links a chat account to the user: its clicks then act as this user.
+async fn link_identity(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<NewIdentity>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !IDENTITY_PROVIDERS.contains(&body.provider.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "provider must be one of {IDENTITY_PROVIDERS:?}"
+        )));
+    }
+    let external_id = body.external_id.trim();
+    if external_id.is_empty()
+        || external_id.len() > 32
+        || !external_id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ApiError::bad_request(
+            "external_id must be the Discord user id (digits only)",
+        ));
+    }
+    let mut tx = s.db.begin_write().await?;
+    found(users::find_user(&mut tx, id).await?, "user")?;
+    let identity =
+        identities::insert_identity(&mut tx, &body.provider, external_id, id, crate::now_ms())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ApiError::conflict(format!(
+                    "{} account {external_id} is linked to a user already; unlink it first",
+                    body.provider
+                )),
+                other => other.into(),
+            })?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(json!(identity))))
+}
+
+async fn list_identities(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<Value>> {
+    let mut tx = s.db.begin().await?;
+    found(users::find_user(&mut tx, id).await?, "user")?;
+    Ok(Json(json!(
+        identities::list_user_identities(&mut tx, id).await?
+    )))
+}
+
+async fn unlink_identity(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
+    let mut tx = s.db.begin_write().await?;
+    if !identities::delete_identity(&mut tx, id).await? {
+        return Err(ApiError::not_found("identity"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
