@@ -379,6 +379,7 @@ async fn jobs(state: &AppState, cmd: JobsCmd) -> anyhow::Result<()> {
                 job_name: job,
                 search,
                 ids: None,
+                ..Default::default()
             };
             let list = ops::list(db, &filter, limit).await?;
             if json {

@@ -24,6 +24,8 @@ pub struct AppState {
     pub http: Http,
     pub snowflake: Snowflake,
     pub settings: Arc<Settings>,
+    /// Webhook requests this process refused lately (the ops page shows them).
+    pub refusals: Arc<crate::receiver::refusals::RefusalLog>,
 }
 
 impl AppState {
@@ -88,6 +90,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         kv,
         snowflake,
         settings: Arc::new(settings),
+        refusals: Arc::default(),
     })
 }
 

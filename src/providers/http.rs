@@ -60,9 +60,13 @@ pub enum ApiError {
     /// 401/403/404 and other 4xx: retrying will not help.
     #[error("HTTP {status}: {message}")]
     Permanent { status: u16, message: String },
-    /// 429 (or 503 with Retry-After): wait until `until`.
+    /// 429 (or 503 with Retry-After): wait until `until`. `by` names the integration
+    /// (`provider integration id`) when the request had one.
     #[error("rate limited until {until}")]
-    RateLimited { until: DateTime<Utc> },
+    RateLimited {
+        until: DateTime<Utc>,
+        by: Option<String>,
+    },
 }
 
 impl ApiError {
@@ -81,8 +85,11 @@ impl From<ApiError> for JobError {
             ApiError::Permanent { status, message } => {
                 JobError::Permanent(format!("provider answered {status}: {message}"))
             }
-            ApiError::RateLimited { until } => JobError::RateLimited {
-                reason: "provider rate limit".into(),
+            ApiError::RateLimited { until, by } => JobError::RateLimited {
+                reason: match by {
+                    Some(by) => format!("{by} asked us to slow down"),
+                    None => "provider rate limit".into(),
+                },
                 until,
             },
         }
@@ -215,6 +222,10 @@ impl Http {
         {
             return Err(ApiError::RateLimited {
                 until: rate_limit_until(retry_after.as_deref(), reset.as_deref(), Utc::now()),
+                by: req
+                    .limit
+                    .as_ref()
+                    .map(|(provider, id)| format!("{provider} integration {id}")),
             });
         }
         if status.is_server_error() {

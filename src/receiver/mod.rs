@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod ops;
+pub mod refusals;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -22,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(webhooks::routes())
+        .merge(ops::routes())
         .nest("/api/v1", admin::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))

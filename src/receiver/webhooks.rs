@@ -161,7 +161,14 @@ async fn store_and_enqueue(
 }
 
 /// Counts refusals by reason, then passes the error on.
-fn refused(provider: &'static str, e: ApiError) -> ApiError {
+fn refused(state: &AppState, provider: &'static str, e: ApiError) -> ApiError {
+    state.refusals.record(crate::receiver::refusals::Refusal {
+        at_ms: crate::now_ms(),
+        provider,
+        status: e.status.as_u16(),
+        code: e.code,
+        detail: e.detail.clone(),
+    });
     metrics::counter!("issuesync_webhooks_total", "provider" => provider, "result" => e.code)
         .increment(1);
     tracing::info!(
@@ -192,7 +199,7 @@ async fn vsts_issue_updated(
         let key = vsts::webhook::delivery_key(&v)?;
         store_and_enqueue(&state, "vsts", &key, &integration, &headers, &raw).await
     };
-    run.await.map_err(|e| refused("vsts", e))
+    run.await.map_err(|e| refused(&state, "vsts", e))
 }
 
 async fn jira_server_issue_updated(
@@ -217,7 +224,7 @@ async fn jira_server_issue_updated(
         let key = jira::webhook::delivery_key_server(&v)?;
         store_and_enqueue(&state, "jira_server", &key, &integration, &headers, &raw).await
     };
-    run.await.map_err(|e| refused("jira_server", e))
+    run.await.map_err(|e| refused(&state, "jira_server", e))
 }
 
 /// Verifies a Connect JWT (header or `?jwt=`) for `POST path` and returns the tenant.
@@ -267,7 +274,7 @@ async fn jira_issue_updated(
         let key = jira::webhook::delivery_key_cloud(id, &v)?;
         store_and_enqueue(&state, "jira", &key, &integration, &headers, &raw).await
     };
-    run.await.map_err(|e| refused("jira", e))
+    run.await.map_err(|e| refused(&state, "jira", e))
 }
 
 /// `installed`: stores or updates the tenant (clientKey, sharedSecret, baseUrl). A first
@@ -445,7 +452,7 @@ async fn discord_interactions(
         };
         Ok((StatusCode::OK, Json(answer)))
     };
-    run.await.map_err(|e| refused("discord", e))
+    run.await.map_err(|e| refused(&state, "discord", e))
 }
 
 /// Stores the interaction (unique by its id) and applies it in one transaction.

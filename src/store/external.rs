@@ -168,3 +168,13 @@ pub async fn advance_event_sequence(
     .map(|_| ()))?;
     Ok(true)
 }
+
+/// Ids of the external issues with this key, in any integration (the ops page's search).
+pub async fn external_issue_ids_by_key(tx: &mut Tx, key: &str) -> Result<Vec<i64>> {
+    Ok(on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT id FROM external_issues WHERE key = $1 ORDER BY id LIMIT 100"
+    )
+    .bind(key)
+    .fetch_all(c)
+    .await)?)
+}

@@ -432,6 +432,9 @@ pub struct JobFilter {
     pub job_name: Option<String>,
     /// A substring of the payload (e.g. an external issue key).
     pub search: Option<String>,
+    /// More substrings, any of which (or `search`) may match (the ops page adds the
+    /// `"external_issue_id":N` of an issue key's external issues).
+    pub search_any: Vec<String>,
     pub ids: Option<Vec<String>>,
 }
 
@@ -459,15 +462,21 @@ fn filter_sql(d: &Dialect, f: &JobFilter, first_bind: usize) -> Result<(String, 
     if let Some(n) = &f.job_name {
         add(format!("{payload} LIKE $?"), format!("{{\"job\":\"{n}\"%"));
     }
-    if let Some(s) = &f.search {
-        let escaped = s
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        add(
-            format!("{payload} LIKE $? ESCAPE '\\'"),
-            format!("%{escaped}%"),
-        );
+    let patterns: Vec<&String> = f.search.iter().chain(f.search_any.iter()).collect();
+    if !patterns.is_empty() {
+        let mut ors = Vec::new();
+        for p in patterns {
+            let escaped = p
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            binds.push(format!("%{escaped}%"));
+            ors.push(format!(
+                "{payload} LIKE ${} ESCAPE '\\'",
+                first_bind + binds.len() - 1
+            ));
+        }
+        conds.push(format!("({})", ors.join(" OR ")));
     }
     if let Some(ids) = &f.ids {
         let mut parts = Vec::new();
@@ -726,4 +735,103 @@ pub async fn save_progress(tx: &mut Tx, job_id: &str, p: &Progress) -> Result<()
     .map(|_| ())
     })?;
     Ok(())
+}
+
+/// A worker process's queue worker, from apalis' heartbeat table.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WorkerRow {
+    pub id: String,
+    pub queue: String,
+    /// Seconds since the last heartbeat.
+    pub last_seen_age_s: i64,
+    pub started_at_ms: Option<i64>,
+}
+
+/// Workers that heartbeat in the last `within_secs`, newest first.
+pub async fn list_live_workers(tx: &mut Tx, within_secs: i64) -> Result<Vec<WorkerRow>> {
+    let sql = match tx {
+        Tx::Pg(_) => {
+            "SELECT id, worker_type AS queue, \
+             CAST(EXTRACT(EPOCH FROM now() - last_seen) AS BIGINT) AS last_seen_age_s, \
+             CAST(EXTRACT(EPOCH FROM started_at) * 1000 AS BIGINT) AS started_at_ms \
+             FROM apalis.workers WHERE last_seen >= now() - make_interval(secs => $1) \
+             ORDER BY last_seen DESC"
+        }
+        Tx::Sqlite(_) => {
+            "SELECT id, worker_type AS queue, \
+             CAST(strftime('%s','now') AS INTEGER) - last_seen AS last_seen_age_s, \
+             started_at * 1000 AS started_at_ms \
+             FROM Workers WHERE last_seen >= CAST(strftime('%s','now') AS INTEGER) - $1 \
+             ORDER BY last_seen DESC"
+        }
+    };
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(
+        sql
+    ))
+    .bind(within_secs as f64)
+    .fetch_all(c)
+    .await)?)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct BucketCount {
+    /// 0 = the oldest bucket.
+    pub bucket: i64,
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// Attempts finished since `since_ms` in buckets of `bucket_ms`, per outcome.
+pub async fn attempts_by_bucket(
+    tx: &mut Tx,
+    since_ms: i64,
+    bucket_ms: i64,
+) -> Result<Vec<BucketCount>> {
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(
+        "SELECT CAST((finished_at - $1) / $2 AS BIGINT) AS bucket, outcome, COUNT(*) AS count \
+         FROM job_attempts WHERE finished_at >= $1 GROUP BY 1, outcome ORDER BY 1"
+    )
+    .bind(since_ms)
+    .bind(bucket_ms)
+    .fetch_all(c)
+    .await)?)
+}
+
+/// Rate-limit snoozes since `since_ms` by reason (the reason names the integration).
+pub async fn snoozes_since(tx: &mut Tx, since_ms: i64) -> Result<Vec<(Option<String>, i64)>> {
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(
+        "SELECT error, COUNT(*) FROM job_attempts WHERE outcome = 'snoozed' AND finished_at >= $1 \
+         GROUP BY error ORDER BY 2 DESC"
+    )
+    .bind(since_ms)
+    .fetch_all(c)
+    .await)?)
+}
+
+/// The latest failed or dead outbound jobs of an integration's external issues (found by
+/// their dedup keys `status:<id>` / `assignee:<id>`), newest first.
+pub async fn recent_outbound_failures(
+    tx: &mut Tx,
+    integration_id: i64,
+    limit: i64,
+) -> Result<Vec<JobRow>> {
+    let d = dialect(tx);
+    let sql = format!(
+        "SELECT {cols} FROM {table} WHERE job_type = 'outbound' AND ({failed} OR {dead}) \
+         AND idempotency_key IN ( \
+           SELECT 'status:' || CAST(id AS TEXT) FROM external_issues WHERE integration_id = $1 \
+           UNION ALL SELECT 'assignee:' || CAST(id AS TEXT) FROM external_issues WHERE integration_id = $1) \
+         ORDER BY run_at DESC LIMIT $2",
+        cols = select_list(d),
+        table = d.table,
+        failed = fill(d, state_condition("failed").unwrap_or("1 = 0")),
+        dead = fill(d, state_condition("dead").unwrap_or("1 = 0")),
+    );
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(
+        sql
+    ))
+    .bind(integration_id)
+    .bind(limit)
+    .fetch_all(c)
+    .await)?)
 }

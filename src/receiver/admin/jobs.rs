@@ -59,6 +59,7 @@ async fn list(
         job_name: q.job,
         search: q.search,
         ids: None,
+        ..Default::default()
     };
     let jobs = ops::list(&s.db, &filter, q.limit.unwrap_or(100)).await?;
     Ok(Json(json!(jobs)))

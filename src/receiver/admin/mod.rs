@@ -7,6 +7,8 @@ mod orgs;
 mod projects;
 mod users;
 
+pub use integrations::PROVIDERS;
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
