@@ -70,8 +70,14 @@ async fn secure_headers(mut r: Response) -> Response {
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
+    match minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
+        Ok(syntax) => env.set_syntax(syntax),
+        Err(e) => tracing::warn!(error = %e, "ops templates keep their whitespace"),
+    }
     for (name, src) in [
         ("base.html", include_str!("templates/base.html")),
         ("login.html", include_str!("templates/login.html")),
@@ -196,6 +202,17 @@ impl From<crate::ops::OpsError> for PageError {
         Self::new(api.status, api.code, api.detail)
     }
 }
+
+impl From<axum::extract::rejection::FormRejection> for PageError {
+    fn from(r: axum::extract::rejection::FormRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
+    }
+}
+
+/// `Form<T>` whose rejection is a [`PageError`].
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Form), rejection(PageError))]
+pub struct OpsForm<T>(pub T);
 
 impl From<sqlx::Error> for PageError {
     fn from(e: sqlx::Error) -> Self {

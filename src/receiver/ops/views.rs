@@ -1,7 +1,6 @@
 //! The pages and actions of `/ops`. Reads go through `crate::ops` and the store, the same
 //! functions as the CLI and the admin API; actions redirect back (POST, then GET).
 
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -12,7 +11,7 @@ use serde_json::Value;
 
 use super::auth::{self, Operator};
 use super::chart;
-use super::{PageError, render};
+use super::{OpsForm, PageError, render};
 use crate::ops;
 use crate::receiver::error::ApiPath;
 use crate::startup::AppState;
@@ -76,7 +75,7 @@ pub async fn login_page(State(s): State<AppState>) -> Page {
     )
 }
 
-pub async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+pub async fn login(State(s): State<AppState>, OpsForm(f): OpsForm<LoginForm>) -> Response {
     let refuse = |msg: &str| {
         let page = render(
             "login.html",
@@ -114,7 +113,7 @@ pub struct CsrfForm {
     csrf: Option<String>,
 }
 
-pub async fn logout(op: Operator, Form(f): Form<CsrfForm>) -> Result<Response, PageError> {
+pub async fn logout(op: Operator, OpsForm(f): OpsForm<CsrfForm>) -> Result<Response, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
     let mut r = Redirect::to("/ops/login").into_response();
     r.headers_mut().insert(
@@ -338,7 +337,7 @@ pub async fn retry_job(
     op: Operator,
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    Form(f): Form<ActionForm>,
+    OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
     let n = ops::retry(&s.db, std::slice::from_ref(&id), None, None).await?;
@@ -354,7 +353,7 @@ pub async fn kill_job(
     op: Operator,
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    Form(f): Form<ActionForm>,
+    OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
     let reason = nonempty(&f.reason).unwrap_or_else(|| "killed from the operator page".to_string());
@@ -380,7 +379,7 @@ pub struct BulkForm {
 pub async fn retry_matching(
     op: Operator,
     State(s): State<AppState>,
-    Form(f): Form<BulkForm>,
+    OpsForm(f): OpsForm<BulkForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
     let q = JobsQuery {
@@ -455,7 +454,7 @@ pub async fn replay(
     op: Operator,
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-    Form(f): Form<ActionForm>,
+    OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
     let r = ops::replay_delivery(&s.db, id).await?;
