@@ -53,9 +53,18 @@ pub struct QueueSettings {
     pub backoff_max_secs: u64,
     /// How long in-flight jobs may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Jobs fetched per round trip. 1 fetches only when a slot is free; more is faster, but
+    /// a graceful shutdown hands back the fetched-but-unstarted jobs with one attempt used
+    /// (apalis counts them).
+    #[serde(default = "one")]
+    pub fetch_batch_size: usize,
     /// Retention of finished jobs (purged hourly).
     pub retention_done_days: u64,
     pub retention_dead_days: u64,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl QueueSettings {

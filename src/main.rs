@@ -75,6 +75,20 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Burn-down: insert N no-op jobs, then drain them with P worker processes × C.
+    Queue {
+        #[arg(long, default_value_t = 200_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 2)]
+        processes: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Jobs per fetch (queue.fetch_batch_size of the workers).
+        #[arg(long, default_value_t = 1)]
+        fetch_batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Project-wide cache invalidation (batched job vs one DEL per key); Postgres + Redis.
     Invalidate {
         #[arg(long, default_value_t = 1_000_000)]
@@ -240,6 +254,41 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "scheduled job start - due time:               {}",
                 p(&r.scheduled_delay_error)
+            );
+            Ok(())
+        }
+        Command::Bench(BenchCmd::Queue {
+            jobs,
+            processes,
+            concurrency,
+            fetch_batch,
+            json,
+        }) => {
+            let state = startup::build_state(settings).await?;
+            state.db.migrate().await?;
+            let r = issuesync::bench::queue::burn_down(
+                &state,
+                jobs,
+                processes,
+                concurrency,
+                fetch_batch,
+                cli.config.as_deref(),
+            )
+            .await?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "{}: {} jobs, {} processes × {} concurrency, {} per fetch",
+                r.backend, r.jobs, r.processes, r.concurrency, r.fetch_batch
+            );
+            println!(
+                "insert: {:.1} s ({:.0} jobs/s)",
+                r.insert_secs, r.inserts_per_sec
+            );
+            println!(
+                "drain:  {:.1} s ({:.0} jobs/s), {} executions, worker RSS max {:.1} MiB",
+                r.drain_secs, r.jobs_per_sec, r.executions, r.max_worker_rss_mib
             );
             Ok(())
         }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Webhook requests this process refused lately (the ops page shows them).
     pub refusals: Arc<crate::receiver::refusals::RefusalLog>,
+    /// Writes successful job attempts in batches (worker processes only use it).
+    pub completer: crate::worker::completer::Completer,
 }
 
 impl AppState {
@@ -91,6 +93,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         snowflake,
         settings: Arc::new(settings),
         refusals: Arc::default(),
+        completer: Default::default(),
     })
 }
 

@@ -19,6 +19,7 @@ db_tests!(
     operator_kill_stops_a_job,
     dedup_key_refuses_a_second_unfinished_job,
     sigterm_during_work_loses_nothing,
+    sigterm_with_prefetch_loses_nothing,
     panicking_job_does_not_take_the_worker_down,
     enqueue_rolls_back_with_its_transaction,
 );
@@ -207,6 +208,15 @@ async fn dedup_key_refuses_a_second_unfinished_job(app: TestApp) {
 }
 
 async fn sigterm_during_work_loses_nothing(app: TestApp) {
+    sigterm_loses_nothing(app, 1).await;
+}
+
+/// With prefetching, the jobs fetched but not started at SIGTERM go back without an attempt.
+async fn sigterm_with_prefetch_loses_nothing(app: TestApp) {
+    sigterm_loses_nothing(app, 8).await;
+}
+
+async fn sigterm_loses_nothing(app: TestApp, fetch_batch: usize) {
     let mut ids = Vec::new();
     for _ in 0..12 {
         let job = Noop {
@@ -216,7 +226,12 @@ async fn sigterm_during_work_loses_nothing(app: TestApp) {
         };
         ids.push(app.enqueue(&job).await.id().to_string());
     }
-    let mut worker = app.spawn_child(&["work", "--queues", "maintenance", "--concurrency", "3"]);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_issuesync"));
+    cmd.args(["work", "--queues", "maintenance", "--concurrency", "3"])
+        .envs(app.child_env())
+        .env("ISSUESYNC_QUEUE__FETCH_BATCH_SIZE", fetch_batch.to_string())
+        .stdout(std::process::Stdio::null());
+    let mut worker = common::Child(cmd.spawn().expect("spawn issuesync"));
     // Let it start some jobs, then ask it to stop.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while app.ledger("sigterm").await.0 < 3 {

@@ -835,3 +835,207 @@ pub async fn recent_outbound_failures(
     .fetch_all(c)
     .await)?)
 }
+
+/// Inserts `n` copies of one payload as pending jobs without dedup keys (the benchmark's
+/// burn-down backlog), in one statement per chunk.
+pub async fn insert_many_jobs(
+    tx: &mut Tx,
+    queue: &str,
+    max_attempts: i32,
+    payload: &[u8],
+    n: usize,
+) -> Result<u64> {
+    let ids: Vec<String> = (0..n).map(|_| ulid::Ulid::generate().to_string()).collect();
+    match tx {
+        Tx::Pg(t) => Ok(sqlx::query(
+            "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority) \
+             SELECT id, $2, $3, 'Pending', 0, $4, now(), 0 FROM unnest($1::text[]) AS id",
+        )
+        .bind(&ids)
+        .bind(queue)
+        .bind(payload)
+        .bind(max_attempts)
+        .execute(&mut **t)
+        .await?
+        .rows_affected()),
+        Tx::Sqlite(t) => {
+            let mut n = 0;
+            for id in &ids {
+                n += sqlx::query(
+                    "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata) \
+                     VALUES ($1, $2, $3, 'Pending', 0, $4, CAST(strftime('%s','now') AS INTEGER), 0, '{}')",
+                )
+                .bind(payload)
+                .bind(id)
+                .bind(queue)
+                .bind(max_attempts)
+                .execute(&mut **t)
+                .await?
+                .rows_affected();
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Unfinished jobs (pending, scheduled, running, failed) of a queue.
+pub async fn count_unfinished(tx: &mut Tx, queue: &str) -> Result<i64> {
+    let d = dialect(tx);
+    let sql = fill(
+        d,
+        "SELECT COUNT(*) FROM {table} WHERE job_type = $1 AND (status IN ('Pending', 'Queued', 'Running') \
+         OR (status = 'Failed' AND attempts < max_attempts))",
+    );
+    Ok(crate::on_tx!(tx, |c| sqlx::query_scalar(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(queue)
+    .fetch_one(c)
+    .await)?)
+}
+
+/// First start, last finish and count of the attempts of `job_name` that started at or
+/// after `since_ms`.
+pub async fn attempt_span(
+    tx: &mut Tx,
+    job_name: &str,
+    since_ms: i64,
+) -> Result<(Option<i64>, Option<i64>, i64)> {
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(
+        "SELECT MIN(started_at), MAX(finished_at), COUNT(*) FROM job_attempts \
+         WHERE job_name = $1 AND started_at >= $2"
+    )
+    .bind(job_name)
+    .bind(since_ms)
+    .fetch_one(c)
+    .await)?)
+}
+
+/// A successful attempt waiting to be written with others (the batch completer).
+#[derive(Debug, Clone)]
+pub struct DoneJob {
+    pub id: String,
+    pub worker: String,
+    pub queue: String,
+    pub job_name: String,
+    pub attempt: i32,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+/// Marks many jobs done and records their attempts, in the caller's transaction: one
+/// UPDATE and one INSERT on Postgres. Each finish is fenced by its worker's `lock_by`, as
+/// in [`finish_job`]; returns the ids that were still held (and so were written).
+pub async fn finish_done_jobs(tx: &mut Tx, done: &[DoneJob]) -> Result<Vec<String>> {
+    let col = |f: fn(&DoneJob) -> String| done.iter().map(f).collect::<Vec<String>>();
+    let ids = col(|d| d.id.clone());
+    let workers = col(|d| d.worker.clone());
+    let held: Vec<String> = match tx {
+        Tx::Pg(t) => {
+            sqlx::query_scalar(
+                "UPDATE apalis.jobs AS j SET status = 'Done', attempts = j.attempts + 1, \
+                 last_result = '{\"Ok\":null}'::jsonb, done_at = now(), lock_by = NULL, lock_at = NULL \
+                 FROM unnest($1::text[], $2::text[]) AS f(id, worker) \
+                 WHERE j.id = f.id AND j.lock_by = f.worker RETURNING j.id",
+            )
+            .bind(&ids)
+            .bind(&workers)
+            .fetch_all(&mut **t)
+            .await?
+        }
+        Tx::Sqlite(t) => {
+            let mut held = Vec::new();
+            for d in done {
+                let n = sqlx::query(
+                    "UPDATE Jobs SET status = 'Done', attempts = attempts + 1, last_result = '{\"Ok\":null}', \
+                     done_at = CAST(strftime('%s','now') AS INTEGER), lock_by = NULL, lock_at = NULL \
+                     WHERE id = $1 AND lock_by = $2",
+                )
+                .bind(&d.id)
+                .bind(&d.worker)
+                .execute(&mut **t)
+                .await?
+                .rows_affected();
+                if n == 1 {
+                    held.push(d.id.clone());
+                }
+            }
+            held
+        }
+    };
+    let written: Vec<&DoneJob> = done.iter().filter(|d| held.contains(&d.id)).collect();
+    match tx {
+        Tx::Pg(t) => {
+            let c =
+                |f: fn(&DoneJob) -> String| written.iter().map(|d| f(d)).collect::<Vec<String>>();
+            let n = |f: fn(&DoneJob) -> i64| written.iter().map(|d| f(d)).collect::<Vec<i64>>();
+            sqlx::query(
+                "INSERT INTO job_attempts (job_id, queue, job_name, attempt, outcome, error, worker, started_at, finished_at) \
+                 SELECT id, queue, job_name, CAST(attempt AS INTEGER), 'done', NULL, worker, started_at, finished_at \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[]) \
+                 AS a(id, queue, job_name, attempt, worker, started_at, finished_at)",
+            )
+            .bind(c(|d| d.id.clone()))
+            .bind(c(|d| d.queue.clone()))
+            .bind(c(|d| d.job_name.clone()))
+            .bind(n(|d| i64::from(d.attempt)))
+            .bind(c(|d| d.worker.clone()))
+            .bind(n(|d| d.started_at))
+            .bind(n(|d| d.finished_at))
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(_) => {
+            for d in written {
+                record_attempt(
+                    tx,
+                    &AttemptRecord {
+                        job_id: &d.id,
+                        queue: &d.queue,
+                        job_name: &d.job_name,
+                        attempt: d.attempt,
+                        outcome: "done",
+                        error: None,
+                        worker: &d.worker,
+                        started_at: d.started_at,
+                        finished_at: d.finished_at,
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// What apalis writes into jobs it hands back at a worker's graceful shutdown.
+const SHUTDOWN_HANDBACK: &str = "Re-enqueued due to worker shutdown";
+
+/// Gives back the attempt apalis charged to jobs that a stopping worker had fetched but
+/// never started (with `fetch_batch_size` > 1): they did not run, so the attempt is not
+/// spent. The new `last_result` keeps this from applying twice. Returns how many.
+pub async fn uncharge_shutdown_handbacks(tx: &mut Tx) -> Result<u64> {
+    let d = dialect(tx);
+    let (is_handback, note) = match tx {
+        Tx::Pg(_) => (
+            "last_result ->> 'Err' = $1",
+            "jsonb_build_object('Err', 'handed back unstarted at a worker shutdown')",
+        ),
+        Tx::Sqlite(_) => (
+            "json_extract(last_result, '$.Err') = $1",
+            "json_object('Err', 'handed back unstarted at a worker shutdown')",
+        ),
+    };
+    let sql = format!(
+        "UPDATE {} SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, last_result = {note} \
+         WHERE status = 'Pending' AND {is_handback}",
+        d.table
+    );
+    Ok(crate::on_tx!(tx, |c| sqlx::query(sqlx::AssertSqlSafe(
+        sql
+    ))
+    .bind(SHUTDOWN_HANDBACK)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?)
+}

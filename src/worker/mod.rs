@@ -3,6 +3,7 @@
 //! itself (backoff, snooze, dead), because apalis' SQL backends have no backoff and would
 //! re-fetch a failed job at once (spec/apalis-1.0-findings.md §2.7).
 
+pub mod completer;
 pub mod enqueue;
 pub mod error;
 pub mod handlers;
@@ -156,24 +157,44 @@ async fn dispatch(
         ),
     };
     let error = outcome.as_ref().err().map(|e| e.to_string());
-    let written = write_outcome(
-        &state.db,
-        &job_id,
-        &worker_name,
-        &finish,
-        &AttemptRecord {
-            job_id: &job_id,
-            queue,
-            job_name: &name,
-            attempt,
-            outcome: label,
-            error: error.as_deref(),
-            worker: &worker_name,
-            started_at: started_ms,
-            finished_at: now_ms(),
-        },
-    )
-    .await;
+    let finished_at = now_ms();
+    let written = if matches!(finish, Finish::Done) {
+        state
+            .completer
+            .complete(
+                &state.db,
+                jobs::DoneJob {
+                    id: job_id.clone(),
+                    worker: worker_name.clone(),
+                    queue: queue.to_string(),
+                    job_name: name.clone(),
+                    attempt,
+                    started_at: started_ms,
+                    finished_at,
+                },
+            )
+            .await
+            .map(|held| held.then(|| "done".to_string()))
+    } else {
+        write_outcome(
+            &state.db,
+            &job_id,
+            &worker_name,
+            &finish,
+            &AttemptRecord {
+                job_id: &job_id,
+                queue,
+                job_name: &name,
+                attempt,
+                outcome: label,
+                error: error.as_deref(),
+                worker: &worker_name,
+                started_at: started_ms,
+                finished_at,
+            },
+        )
+        .await
+    };
     let elapsed = started.elapsed().as_secs_f64();
     let final_label = match &written {
         Ok(Some(s)) if label == "retry" && s == "dead" => "dead",
@@ -344,13 +365,14 @@ async fn run_worker(
         let _ = stop.wait_for(|s| *s).await;
         Ok::<(), std::io::Error>(())
     };
-    // batch_size(1): a job is fetched only when a slot is free, so nothing fetched is left
-    // unstarted at shutdown (apalis would re-queue those with attempts+1).
+    // fetch_batch_size 1 (the default): a job is fetched only when a slot is free, so nothing
+    // fetched is left unstarted at shutdown (apalis re-queues those with attempts+1, which
+    // uncharge_handbacks gives back).
     let fut = match &state.db {
         Db::Pg(p) => {
             let cfg = apalis_postgres::Config::default()
                 .queue(&pool.queue)
-                .batch_size(1)
+                .batch_size(q.fetch_batch_size.max(1))
                 .heartbeat_interval(heartbeat)
                 .missed_heartbeats(q.missed_heartbeats as usize)
                 .lock_tasks(false)
@@ -372,7 +394,7 @@ async fn run_worker(
         Db::Sqlite(p) => {
             let cfg = apalis_sqlite::Config::default()
                 .queue(&pool.queue)
-                .batch_size(1)
+                .batch_size(q.fetch_batch_size.max(1))
                 .heartbeat_interval(heartbeat)
                 .missed_heartbeats(q.missed_heartbeats as usize)
                 .lock_tasks(false)
@@ -397,7 +419,25 @@ async fn run_worker(
         concurrency = pool.concurrency,
         "worker started"
     );
-    fut.await
+    let result = fut.await;
+    if let Err(e) = uncharge_handbacks(&state.db).await {
+        tracing::warn!(worker = name, error = %e, "cannot give back the attempts of unstarted jobs");
+    }
+    result
+}
+
+/// See [`jobs::uncharge_shutdown_handbacks`].
+async fn uncharge_handbacks(db: &Db) -> Result<(), crate::store::StoreError> {
+    let mut tx = db.begin().await?;
+    let n = jobs::uncharge_shutdown_handbacks(&mut tx).await?;
+    tx.commit().await?;
+    if n > 0 {
+        tracing::info!(
+            jobs = n,
+            "handed back prefetched jobs without using an attempt"
+        );
+    }
+    Ok(())
 }
 
 /// Bounds the drain after the shutdown signal: in-flight jobs get `grace` to finish; jobs

@@ -142,7 +142,11 @@ mod tests {
             }
         );
         let svg = svg(&b);
-        assert_eq!(svg.matches("<rect").count(), 4, "two bars of two parts each");
+        assert_eq!(
+            svg.matches("<rect").count(),
+            4,
+            "two bars of two parts each"
+        );
         assert!(svg.contains("4 done, 2 failed, 0 snoozed"));
     }
 }

@@ -1,6 +1,8 @@
 //! The benchmark harness (`issuesync bench …`). Figures are measured in release builds and
 //! reported side by side; nothing here runs in the test suite.
 
+pub mod queue;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -58,7 +60,7 @@ pub struct PickupReport {
 }
 
 /// A worker process on the same database, killed on drop.
-struct WorkerProc(std::process::Child);
+pub struct WorkerProc(pub std::process::Child);
 
 impl Drop for WorkerProc {
     fn drop(&mut self) {
