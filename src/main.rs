@@ -89,6 +89,46 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sustained ADO webhook ingest against `issuesync serve` at fixed rates and the max
+    /// (plus pgbench single-row inserts of the same payload on Postgres).
+    Receiver {
+        /// Comma-separated requests/s; "max" runs closed-loop.
+        #[arg(long, default_value = "500,2000,max", value_delimiter = ',')]
+        rates: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// N Jira Server assignee webhooks until every assignment reached a mock Jira (20 ms).
+    E2e {
+        #[arg(long, default_value_t = 10_000)]
+        webhooks: u64,
+        /// Requests/s allowed to the outbound Jira (rate_limit.jira_server).
+        #[arg(long, default_value_t = 100)]
+        rate_limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The load generator process of `bench receiver` (POSTs ADO webhooks).
+    #[command(hide = true)]
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value_t = 20)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// name:value, repeatable.
+        #[arg(long)]
+        header: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Project-wide cache invalidation (batched job vs one DEL per key); Postgres + Redis.
     Invalidate {
         #[arg(long, default_value_t = 1_000_000)]
@@ -291,6 +331,118 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 r.drain_secs, r.jobs_per_sec, r.executions, r.max_worker_rss_mib
             );
             Ok(())
+        }
+        Command::Bench(BenchCmd::Receiver {
+            rates,
+            duration_secs,
+            connections,
+            json,
+        }) => {
+            let rates = rates
+                .iter()
+                .map(|r| match r.as_str() {
+                    "max" => Ok(None),
+                    n => n
+                        .parse::<f64>()
+                        .map(Some)
+                        .map_err(|_| anyhow::anyhow!("--rates takes numbers or max, not {n:?}")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let state = startup::build_state(settings).await?;
+            state.db.migrate().await?;
+            let r = issuesync::bench::receiver::receiver(
+                &state,
+                &rates,
+                std::time::Duration::from_secs(duration_secs),
+                connections,
+                cli.config.as_deref(),
+            )
+            .await?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "{}: ADO payload {} bytes, {connections} connections",
+                r.backend, r.payload_bytes
+            );
+            for run in &r.runs {
+                println!(
+                    "  target {:>8}: {:>7.0} req/s ok  p50 {:.1} ms  p99 {:.1} ms  p999 {:.1} ms  failed {}",
+                    run.target_rate
+                        .map_or("max".into(), |t| format!("{t:.0}/s")),
+                    run.achieved_rate,
+                    run.latency.p50_ms,
+                    run.latency.p99_ms,
+                    run.p999_ms,
+                    run.failed
+                );
+            }
+            println!("  acknowledged {} = stored {}", r.acknowledged, r.stored);
+            if let Some(p) = &r.pgbench {
+                println!(
+                    "  pgbench single-row insert, {} clients: {:.0} tps, latency avg {:.2} ms",
+                    p.clients, p.tps, p.latency_avg_ms
+                );
+            }
+            Ok(())
+        }
+        Command::Bench(BenchCmd::E2e {
+            webhooks,
+            rate_limit,
+            json,
+        }) => {
+            let state = startup::build_state(settings).await?;
+            state.db.migrate().await?;
+            let r = issuesync::bench::e2e::e2e(&state, webhooks, rate_limit, cli.config.as_deref())
+                .await?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "{}: {} webhooks stored in {:.1} s; drained in {:.1} s; {} assignments; {} outbound requests, {:.1}/s avg, {}/s max (limit {}/s, mock {} ms)",
+                r.backend,
+                r.webhooks,
+                r.send_secs,
+                r.drain_secs,
+                r.assignments_applied,
+                r.outbound_requests,
+                r.outbound_per_sec_avg,
+                r.outbound_per_sec_max,
+                r.rate_limit_per_sec,
+                r.mock_latency_ms
+            );
+            Ok(())
+        }
+        Command::Bench(BenchCmd::Load {
+            url,
+            rate,
+            duration_secs,
+            connections,
+            header,
+            json: _,
+        }) => {
+            let headers = header
+                .iter()
+                .map(|h| {
+                    h.split_once(':')
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| anyhow::anyhow!("--header takes name:value"))?;
+            let spec = issuesync::bench::load::LoadSpec {
+                url,
+                rate,
+                duration: std::time::Duration::from_secs(duration_secs),
+                connections,
+                headers,
+            };
+            let template: serde_json::Value =
+                serde_json::from_str(issuesync::bench::receiver::ADO_PAYLOAD)?;
+            let r = issuesync::bench::load::run(&spec, move |i| {
+                issuesync::bench::receiver::ado_body(&template, i)
+            })
+            .await?;
+            print_json(&r)
         }
         Command::Bench(BenchCmd::Invalidate {
             groups,

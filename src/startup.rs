@@ -26,6 +26,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Webhook requests this process refused lately (the ops page shows them).
     pub refusals: Arc<crate::receiver::refusals::RefusalLog>,
+    /// Active integrations by (provider, external id), for the receiver: a few seconds
+    /// stale at most (see `INTEGRATION_CACHE_TTL`).
+    pub integrations:
+        moka::future::Cache<(String, String), crate::store::integrations::Integration>,
     /// Writes successful job attempts in batches (worker processes only use it).
     pub completer: crate::worker::completer::Completer,
 }
@@ -54,6 +58,10 @@ impl AppState {
         }
     }
 }
+
+/// How long the receiver trusts a looked-up integration: a disabled integration or a
+/// rotated secret takes effect within this.
+pub const INTEGRATION_CACHE_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -94,6 +102,10 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         settings: Arc::new(settings),
         refusals: Arc::default(),
         completer: Default::default(),
+        integrations: moka::future::Cache::builder()
+            .max_capacity(10_000)
+            .time_to_live(INTEGRATION_CACHE_TTL)
+            .build(),
     })
 }
 

@@ -1,7 +1,10 @@
 //! The benchmark harness (`issuesync bench …`). Figures are measured in release builds and
 //! reported side by side; nothing here runs in the test suite.
 
+pub mod e2e;
+pub mod load;
 pub mod queue;
+pub mod receiver;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ pub enum BenchError {
     Sqlx(#[from] sqlx::Error),
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub samples: usize,
     pub min_ms: f64,

@@ -16,7 +16,7 @@ use crate::receiver::error::{ApiError, ApiPath, ApiResult};
 use crate::startup::AppState;
 use crate::store::deliveries::{self, NewDelivery};
 use crate::store::integrations::{self, Integration};
-use crate::worker::enqueue;
+use crate::worker::{enqueue, enqueue_fresh};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -96,15 +96,24 @@ async fn find_active(
     provider: &str,
     external_id: &str,
 ) -> ApiResult<Integration> {
-    let mut tx = state.db.begin().await?;
-    match integrations::find_integration_by_external_id(&mut tx, provider, external_id).await? {
-        Some(i) if i.status == integrations::STATUS_ACTIVE => Ok(i),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_integration",
-            format!("no active {provider} integration {external_id:?}"),
-        )),
-    }
+    let key = (provider.to_string(), external_id.to_string());
+    let lookup = async {
+        let mut tx = state.db.begin().await?;
+        match integrations::find_integration_by_external_id(&mut tx, provider, external_id).await? {
+            Some(i) if i.status == integrations::STATUS_ACTIVE => Ok(i),
+            _ => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_integration",
+                format!("no active {provider} integration {external_id:?}"),
+            )),
+        }
+    };
+    // Only found integrations are cached; unknown ones are looked up every time.
+    state
+        .integrations
+        .try_get_with(key, lookup)
+        .await
+        .map_err(|e: std::sync::Arc<ApiError>| ApiError::new(e.status, e.code, e.detail.clone()))
 }
 
 fn meta_str<'a>(i: &'a Integration, pointer: &str) -> Option<&'a str> {
@@ -132,6 +141,8 @@ async fn store_and_enqueue(
     raw: &[u8],
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let kept = kept_headers(headers);
+    // The job's id is chosen first so the delivery row records it in its own insert.
+    let job_id = ulid::Ulid::generate().to_string();
     let mut tx = state.db.begin().await?;
     let inserted = deliveries::insert_delivery(
         &mut tx,
@@ -141,6 +152,7 @@ async fn store_and_enqueue(
             integration_id: Some(integration.id),
             headers: &kept,
             body: raw,
+            job_id: Some(&job_id),
         },
         crate::now_ms(),
     )
@@ -150,8 +162,7 @@ async fn store_and_enqueue(
         metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "duplicate").increment(1);
         return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
     };
-    let job = enqueue(&mut tx, &ProcessWebhook { delivery_id }).await?;
-    deliveries::set_delivery_job(&mut tx, delivery_id, job.id()).await?;
+    let job = enqueue_fresh(&mut tx, &ProcessWebhook { delivery_id }, job_id).await?;
     tx.commit().await?;
     metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "queued").increment(1);
     Ok((
@@ -349,6 +360,7 @@ async fn jira_installed(
         ),
     };
     tx.commit().await?;
+    state.integrations.invalidate_all();
     Ok((
         StatusCode::OK,
         Json(json!({"status": "installed", "integration_id": integration.map(|i| i.id)})),
@@ -395,6 +407,7 @@ async fn jira_uninstalled(
     )
     .await?;
     tx.commit().await?;
+    state.integrations.invalidate_all();
     Ok((
         StatusCode::OK,
         Json(json!({"status": "uninstalled", "integration_id": i.id})),
@@ -517,6 +530,7 @@ async fn insert_interaction(
             integration_id: Some(integration.id),
             headers: &kept,
             body: raw,
+            job_id: None,
         },
         crate::now_ms(),
     )

@@ -27,14 +27,16 @@ pub struct NewDelivery<'a> {
     pub integration_id: Option<i64>,
     pub headers: &'a serde_json::Value,
     pub body: &'a [u8],
+    /// The job that will process it, when its id is chosen before the insert.
+    pub job_id: Option<&'a str>,
 }
 
 /// Stores a delivery; `None` when one with the same key exists (a provider retry).
 pub async fn insert_delivery(tx: &mut Tx, d: &NewDelivery<'_>, now: i64) -> Result<Option<i64>> {
     Ok(on_tx!(tx, |c| {
         sqlx::query_scalar(
-        "INSERT INTO webhook_deliveries (provider, delivery_key, integration_id, received_at, headers, body) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (provider, delivery_key) DO NOTHING RETURNING id"
+        "INSERT INTO webhook_deliveries (provider, delivery_key, integration_id, received_at, headers, body, job_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (provider, delivery_key) DO NOTHING RETURNING id"
     )
     .bind(d.provider)
     .bind(d.delivery_key)
@@ -42,6 +44,7 @@ pub async fn insert_delivery(tx: &mut Tx, d: &NewDelivery<'_>, now: i64) -> Resu
     .bind(now)
     .bind(Json(d.headers))
     .bind(d.body)
+    .bind(d.job_id)
     .fetch_optional(c)
     .await
     })?)

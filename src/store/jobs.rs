@@ -126,6 +126,11 @@ pub struct NewJob<'a> {
     pub priority: i32,
     /// Replace a pending holder's payload; queue behind a running one.
     pub coalesce: bool,
+    /// The job's id when the caller chose it (to reference it first); else a new ULID.
+    pub id: Option<String>,
+    /// No earlier job can hold this dedup key (it names a row inserted in the same
+    /// transaction), so the give-up of finished holders is skipped.
+    pub fresh: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -150,7 +155,7 @@ impl Enqueued {
 /// nothing on SQLite.
 pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>) -> Result<Enqueued> {
     let d = dialect(tx);
-    if let Some(key) = &job.dedup_key {
+    if let Some(key) = job.dedup_key.as_ref().filter(|_| !job.fresh) {
         let sql = fill(
             d,
             "UPDATE {table} SET idempotency_key = NULL WHERE job_type = $1 AND idempotency_key = $2 \
@@ -168,7 +173,10 @@ pub async fn enqueue(tx: &mut Tx, job: &NewJob<'_>) -> Result<Enqueued> {
             exec2(tx, &sql, job.queue, key).await?;
         }
     }
-    let id = ulid::Ulid::generate().to_string();
+    let id = job
+        .id
+        .clone()
+        .unwrap_or_else(|| ulid::Ulid::generate().to_string());
     let inserted = match tx {
         Tx::Pg(t) => sqlx::query(
             "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key) \

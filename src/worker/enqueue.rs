@@ -55,6 +55,8 @@ pub async fn enqueue_envelope(
             dedup_key,
             priority: 0,
             coalesce,
+            id: None,
+            fresh: false,
         },
     )
     .await?;
@@ -64,5 +66,37 @@ pub async fn enqueue_envelope(
         "duplicate"
     };
     metrics::counter!("issuesync_jobs_enqueued_total", "job" => envelope.job.clone(), "result" => result).increment(1);
+    Ok(r)
+}
+
+/// Enqueues `job` under the id `id` chosen by the caller, whose dedup key is new: it names
+/// a row inserted in the same transaction (the receiver's delivery, which records `id`
+/// first). Saves the statements that dedup against earlier jobs.
+pub async fn enqueue_fresh<J: Job>(
+    tx: &mut Tx,
+    job: &J,
+    id: String,
+) -> Result<Enqueued, StoreError> {
+    let envelope = Envelope::of(job)
+        .map_err(|e| StoreError::Conflict(format!("cannot encode {}: {e}", J::JOB_NAME)))?;
+    let payload = serde_json::to_vec(&envelope)
+        .map_err(|e| StoreError::Conflict(format!("cannot encode job: {e}")))?;
+    let r = jobs::enqueue(
+        tx,
+        &NewJob {
+            queue: J::QUEUE,
+            payload,
+            max_attempts: i32::try_from(J::MAX_ATTEMPTS).unwrap_or(i32::MAX),
+            run_at: None,
+            dedup_key: job.dedup_key(),
+            priority: 0,
+            coalesce: J::COALESCE,
+            id: Some(id),
+            fresh: true,
+        },
+    )
+    .await?;
+    metrics::counter!("issuesync_jobs_enqueued_total", "job" => J::JOB_NAME, "result" => "new")
+        .increment(1);
     Ok(r)
 }

@@ -20,7 +20,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use self::enqueue::{enqueue, enqueue_at};
+pub use self::enqueue::{enqueue, enqueue_at, enqueue_fresh};
 use self::error::JobError;
 use self::poll::{Both, Tick, Wake};
 use crate::db::{Db, SQLITE_JOB_INSERTS};

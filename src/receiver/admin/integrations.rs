@@ -212,6 +212,7 @@ async fn update_integration(
         "integration",
     )?;
     tx.commit().await?;
+    s.integrations.invalidate_all();
     Ok(Json(integration_json(&i)))
 }
 
