@@ -63,6 +63,10 @@ pub struct QueueSettings {
     pub retention_dead_days: u64,
 }
 
+fn provider_timeout_ms() -> u64 {
+    30_000
+}
+
 fn one() -> usize {
     1
 }
@@ -112,6 +116,9 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Whole-request timeout of the receiver.
     pub request_timeout_ms: u64,
+    /// Whole-request timeout of calls to provider APIs (a timeout is retried with backoff).
+    #[serde(default = "provider_timeout_ms")]
+    pub provider_timeout_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

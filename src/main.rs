@@ -112,6 +112,9 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Reliability scenarios: kill workers, restart Postgres or Redis, a provider storm.
+    #[command(subcommand)]
+    Chaos(ChaosCmd),
     /// The load generator process of `bench receiver` (POSTs ADO webhooks).
     #[command(hide = true)]
     Load {
@@ -135,6 +138,43 @@ enum BenchCmd {
         groups: usize,
         #[arg(long, default_value_t = 400_000)]
         recent: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChaosCmd {
+    /// SIGKILL a random worker process every few seconds during a burn-down (restarting it).
+    Crash {
+        #[arg(long, default_value_t = 50_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value_t = 3.0)]
+        kill_every_secs: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop PostgreSQL (or Redis) for a while under webhook load, then start it again.
+    Restart {
+        #[arg(value_parser = ["postgres", "redis"])]
+        target: String,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        #[arg(long, default_value_t = 5)]
+        down_secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The provider fails (30 % 5xx, 20 % 429, 10 % timeouts) for a while, then recovers.
+    Storm {
+        #[arg(long, default_value_t = 500)]
+        jobs: usize,
+        #[arg(long, default_value_t = 120)]
+        storm_secs: u64,
+        #[arg(long, default_value_t = 20)]
+        rate_limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -411,6 +451,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 r.rate_limit_per_sec,
                 r.mock_latency_ms
             );
+            Ok(())
+        }
+        Command::Bench(BenchCmd::Chaos(scenario)) => {
+            let state = startup::build_state(settings).await?;
+            state.db.migrate().await?;
+            let config = cli.config.as_deref();
+            let (value, json) = match scenario {
+                ChaosCmd::Crash { jobs, workers, kill_every_secs, json } => (
+                    serde_json::to_value(
+                        issuesync::bench::chaos::crash(&state, jobs, workers, std::time::Duration::from_secs_f64(kill_every_secs), config).await?,
+                    )?,
+                    json,
+                ),
+                ChaosCmd::Restart { target, secs, down_secs, json } => (
+                    serde_json::to_value(
+                        issuesync::bench::chaos::restart(&state, &target, secs, std::time::Duration::from_secs(down_secs), config).await?,
+                    )?,
+                    json,
+                ),
+                ChaosCmd::Storm { jobs, storm_secs, rate_limit, json } => (
+                    serde_json::to_value(issuesync::bench::chaos::storm(&state, jobs, storm_secs, rate_limit, config).await?)?,
+                    json,
+                ),
+            };
+            if json {
+                return print_json(&value);
+            }
+            println!("{}", serde_json::to_string_pretty(&value)?);
             Ok(())
         }
         Command::Bench(BenchCmd::Load {

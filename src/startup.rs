@@ -96,7 +96,11 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
     Ok(AppState {
         db,
         caches: Caches::new(kv.clone(), &settings.cache),
-        http: Http::new(kv.clone(), &settings.rate_limit),
+        http: Http::new(
+            kv.clone(),
+            &settings.rate_limit,
+            Duration::from_millis(settings.http.provider_timeout_ms),
+        ),
         kv,
         snowflake,
         settings: Arc::new(settings),

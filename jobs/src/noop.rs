@@ -19,6 +19,9 @@ pub enum Behaviour {
     FailUntilAttempt(u32),
     /// Rate-limited until the given snooze count, then succeeds.
     RateLimitedTimes(u32),
+    /// Allocates and touches memory until the process runs out (a poison job under a
+    /// memory limit: the worker process dies with it). Gives up after 8 GiB.
+    ExhaustMemory,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

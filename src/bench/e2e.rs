@@ -42,17 +42,17 @@ pub struct E2eReport {
 
 /// Requests per wall-clock second, as the mock Jira saw them.
 #[derive(Default)]
-struct Seen(Mutex<BTreeMap<i64, u64>>);
+pub(super) struct Seen(Mutex<BTreeMap<i64, u64>>);
 
 impl Seen {
-    fn hit(&self) {
+    pub(super) fn hit(&self) {
         if let Ok(mut m) = self.0.lock() {
             *m.entry(crate::now_ms() / 1000).or_default() += 1;
         }
     }
 }
 
-async fn mock_jira(latency: Duration) -> Result<(String, Arc<Seen>), BenchError> {
+pub(super) async fn mock_jira(latency: Duration) -> Result<(String, Arc<Seen>), BenchError> {
     let seen = Arc::new(Seen::default());
     let app = Router::new()
         .route(
@@ -90,7 +90,7 @@ async fn mock_jira(latency: Duration) -> Result<(String, Arc<Seen>), BenchError>
 
 /// An organization with `n` groups, each linked to `IN-i` of the inbound Jira Server and
 /// `OUT-i` of the outbound one; the user Bob (verified email) on the project's team.
-async fn seed(state: &AppState, n: u64, mock: &str) -> Result<String, BenchError> {
+pub(super) async fn seed(state: &AppState, n: u64, mock: &str) -> Result<String, BenchError> {
     let now = crate::now_ms();
     let sf = &state.snowflake;
     let id = || async {
@@ -177,7 +177,20 @@ async fn seed(state: &AppState, n: u64, mock: &str) -> Result<String, BenchError
         .map_err(|e| BenchError::Setup(format!("cannot sign the webhook token: {e}")))
 }
 
-async fn count_assigned(state: &AppState) -> Result<i64, BenchError> {
+/// The Jira Server assignee fixture for issue `IN-i`, a delivery of its own.
+pub(super) fn jira_body(template: &Value, i: u64) -> Vec<u8> {
+    let mut v = template.clone();
+    v["issue"]["key"] = json!(format!("IN-{i}"));
+    v["issue"]["id"] = json!(format!("{}", 100_000 + i));
+    v["changelog"]["id"] = json!(1_000_000 + i);
+    v["timestamp"] = json!(1_700_000_000_000i64 + i as i64);
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+pub(super) const JIRA_SERVER_PAYLOAD: &str =
+    include_str!("../../tests/fixtures/jira_server_issue_updated_assignee_change.json");
+
+pub(super) async fn count_assigned(state: &AppState) -> Result<i64, BenchError> {
     let mut tx = state.db.begin().await?;
     Ok(crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
         "SELECT COUNT(*) FROM group_assignees"
@@ -186,7 +199,7 @@ async fn count_assigned(state: &AppState) -> Result<i64, BenchError> {
     .await)?)
 }
 
-async fn unfinished(state: &AppState) -> Result<i64, BenchError> {
+pub(super) async fn unfinished(state: &AppState) -> Result<i64, BenchError> {
     let mut tx = state.db.begin().await?;
     let mut n = 0;
     for q in issuesync_jobs::queues::ALL {
@@ -229,12 +242,7 @@ pub async fn e2e(
     let counter = sent.clone();
     let report = load::run(&spec, move |i| {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut v = template.clone();
-        v["issue"]["key"] = json!(format!("IN-{i}"));
-        v["issue"]["id"] = json!(format!("{}", 100_000 + i));
-        v["changelog"]["id"] = json!(1_000_000 + i);
-        v["timestamp"] = json!(1_700_000_000_000i64 + i as i64);
-        serde_json::to_vec(&v).unwrap_or_default()
+        jira_body(&template, i)
     })
     .await?;
     let send_secs = t0.elapsed().as_secs_f64();

@@ -33,10 +33,17 @@ pub struct LoadReport {
     pub p999_ms: f64,
     /// The first few failures, for the report.
     pub errors: Vec<String>,
+    /// Answers by HTTP status ("error" when there was none).
+    pub statuses: std::collections::BTreeMap<String, u64>,
+    /// Send times (ms after the start) of the first and the last failed request.
+    pub first_failure_ms: Option<f64>,
+    pub last_failure_ms: Option<f64>,
 }
 
 struct Outcome {
     ok: bool,
+    status: Option<u16>,
+    sent_ms: f64,
     latency_ms: f64,
     error: Option<String>,
 }
@@ -80,6 +87,7 @@ pub async fn run(
                 req = req.header(k, v);
             }
             let r = req.send().await;
+            let status = r.as_ref().ok().map(|r| r.status().as_u16());
             let (ok, error) = match r {
                 // A duplicate is acknowledged without a write: it does not count.
                 Ok(resp) if resp.status().is_success() => {
@@ -95,6 +103,8 @@ pub async fn run(
             };
             let _ = tx.send(Outcome {
                 ok,
+                status,
+                sent_ms: scheduled.duration_since(start).as_secs_f64() * 1000.0,
                 latency_ms: scheduled.elapsed().as_secs_f64() * 1000.0,
                 error,
             });
@@ -105,12 +115,19 @@ pub async fn run(
     drop(tx);
     let mut latencies = Vec::with_capacity(i as usize);
     let (mut ok, mut failed, mut errors) = (0, 0, Vec::new());
+    let mut statuses = std::collections::BTreeMap::new();
+    let (mut first_failure_ms, mut last_failure_ms) = (None::<f64>, None::<f64>);
     while let Some(o) = rx.recv().await {
         latencies.push(o.latency_ms);
+        *statuses
+            .entry(o.status.map_or("error".to_string(), |s| s.to_string()))
+            .or_insert(0) += 1;
         if o.ok {
             ok += 1;
         } else {
             failed += 1;
+            first_failure_ms = Some(first_failure_ms.map_or(o.sent_ms, |f| f.min(o.sent_ms)));
+            last_failure_ms = Some(last_failure_ms.map_or(o.sent_ms, |l| l.max(o.sent_ms)));
             if errors.len() < 5
                 && let Some(e) = o.error
             {
@@ -135,5 +152,8 @@ pub async fn run(
         latency: percentiles(latencies),
         p999_ms,
         errors,
+        statuses,
+        first_failure_ms,
+        last_failure_ms,
     })
 }

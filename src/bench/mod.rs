@@ -1,6 +1,7 @@
 //! The benchmark harness (`issuesync bench …`). Figures are measured in release builds and
 //! reported side by side; nothing here runs in the test suite.
 
+pub mod chaos;
 pub mod e2e;
 pub mod load;
 pub mod queue;

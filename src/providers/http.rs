@@ -14,6 +14,7 @@ use crate::worker::error::JobError;
 
 /// Sentry's `cache_time` for the Jira clients; we use it for every cached GET.
 pub const CACHE_TTL: Duration = Duration::from_secs(240);
+/// Default of `http.provider_timeout_ms`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest provider answer we read.
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -155,9 +156,9 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(kv: Kv, per_second: &std::collections::HashMap<String, u32>) -> Http {
+    pub fn new(kv: Kv, per_second: &std::collections::HashMap<String, u32>, timeout: Duration) -> Http {
         let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("issuesync/", env!("CARGO_PKG_VERSION")))

@@ -1047,3 +1047,81 @@ pub async fn uncharge_shutdown_handbacks(tx: &mut Tx) -> Result<u64> {
     .await
     .map(|r| r.rows_affected()))?)
 }
+
+/// Jobs fetched or running by worker processes whose worker names start with `prefix`
+/// (`<queue>-<pid>-`): what a killed process held.
+pub async fn count_held_by_prefix(tx: &mut Tx, prefix: &str) -> Result<i64> {
+    let d = dialect(tx);
+    let sql = fill(
+        d,
+        "SELECT COUNT(*) FROM {table} WHERE status IN ('Queued', 'Running') AND lock_by LIKE $1",
+    );
+    Ok(crate::on_tx!(tx, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(format!("{prefix}%"))
+        .fetch_one(c)
+        .await)?)
+}
+
+/// Ledger rows and distinct markers whose marker starts with `prefix`.
+pub async fn count_ledger_prefix(tx: &mut Tx, prefix: &str) -> Result<(i64, i64)> {
+    Ok(crate::on_tx!(tx, |c| sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT marker) FROM job_ledger WHERE marker LIKE $1"
+    )
+    .bind(format!("{prefix}%"))
+    .fetch_one(c)
+    .await)?)
+}
+
+/// How the outbound jobs ended, after a provider storm.
+#[derive(Debug, Default)]
+pub struct OutboundOutcome {
+    pub done: i64,
+    pub dead: i64,
+    pub dead_reasons: std::collections::BTreeMap<String, i64>,
+    /// Jobs whose used attempts are more than their attempts that failed or finished: an
+    /// attempt was charged for something else (a rate-limit snooze must never be).
+    pub overcharged: i64,
+    pub snoozes: i64,
+}
+
+pub async fn outbound_outcome(tx: &mut Tx) -> Result<OutboundOutcome> {
+    let rows = list_jobs(
+        tx,
+        &JobFilter {
+            queue: Some("outbound".into()),
+            ..Default::default()
+        },
+        1_000_000,
+    )
+    .await?;
+    let charged: Vec<(String, i64)> = crate::on_tx!(tx, |c| sqlx::query_as(
+        "SELECT job_id, COUNT(*) FROM job_attempts WHERE queue = 'outbound' AND outcome <> 'snoozed' GROUP BY job_id"
+    )
+    .fetch_all(c)
+    .await)?;
+    let charged: std::collections::HashMap<String, i64> = charged.into_iter().collect();
+    let snoozes: i64 = crate::on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_attempts WHERE queue = 'outbound' AND outcome = 'snoozed'"
+    )
+    .fetch_one(c)
+    .await)?;
+    let mut out = OutboundOutcome {
+        snoozes,
+        ..Default::default()
+    };
+    for r in &rows {
+        match r.state.as_str() {
+            "done" => out.done += 1,
+            "dead" => {
+                out.dead += 1;
+                let reason: String = r.last_error().unwrap_or_default().chars().take(80).collect();
+                *out.dead_reasons.entry(reason).or_default() += 1;
+            }
+            _ => {}
+        }
+        if i64::from(r.attempts) > charged.get(&r.id).copied().unwrap_or(0) {
+            out.overcharged += 1;
+        }
+    }
+    Ok(out)
+}

@@ -34,6 +34,17 @@ pub async fn noop(job: Noop, ctx: &JobCtx) -> Result<(), JobError> {
             Err(JobError::Transient(format!("noop fails until attempt {n}")))
         }
         Behaviour::FailUntilAttempt(_) => Ok(()),
+        Behaviour::ExhaustMemory => {
+            let mut hog: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..32 {
+                // vec![1; n] writes every page, so the memory is really taken.
+                hog.push(vec![1u8; 256 << 20]);
+            }
+            Err(JobError::Permanent(format!(
+                "took {} MiB without running out: no memory limit on this process",
+                hog.len() * 256
+            )))
+        }
         Behaviour::RateLimitedTimes(n) => {
             let mut tx = ctx.state.db.begin().await?;
             let snoozes = jobs::list_attempts(&mut tx, &ctx.job_id)

@@ -118,8 +118,19 @@ async fn dispatch(
                 job_id: job_id.clone(),
                 attempt,
             };
+            let max = kind.map(|k| k.max_attempts as i32).unwrap_or(1);
             let run = AssertUnwindSafe(run_envelope(&env, &ctx)).catch_unwind();
-            let outcome = match tokio::time::timeout(timeout, run).await {
+            let outcome = if attempt > max {
+                // Rescued after its last allowed attempt: that attempt ended without a
+                // result (the process crashed, was killed or froze while running it).
+                // Running it again could crash the worker again, forever.
+                Err(JobError::Permanent(format!(
+                    "gave up: attempt {attempt} is past the limit of {max}, and the last one \
+                     ended without a result (the worker process died, was killed or lost its \
+                     heartbeat while running this job)"
+                )))
+            } else {
+                match tokio::time::timeout(timeout, run).await {
                 Err(_) => Err(JobError::Transient(format!(
                     "timed out after {}s",
                     timeout.as_secs()
@@ -129,6 +140,7 @@ async fn dispatch(
                     panic_message(&*panic)
                 ))),
                 Ok(Ok(r)) => r,
+                }
             };
             (env.job, queue, outcome)
         }
