@@ -63,6 +63,10 @@ pub struct QueueSettings {
     pub retention_dead_days: u64,
 }
 
+fn body_timeout_ms() -> u64 {
+    5_000
+}
+
 fn provider_timeout_ms() -> u64 {
     30_000
 }
@@ -116,6 +120,9 @@ pub struct HttpSettings {
     pub body_limit_bytes: usize,
     /// Whole-request timeout of the receiver.
     pub request_timeout_ms: u64,
+    /// A request body must arrive within this (408 otherwise); below `request_timeout_ms`.
+    #[serde(default = "body_timeout_ms")]
+    pub body_timeout_ms: u64,
     /// Whole-request timeout of calls to provider APIs (a timeout is retried with backoff).
     #[serde(default = "provider_timeout_ms")]
     pub provider_timeout_ms: u64,
@@ -224,6 +231,11 @@ impl Settings {
             return Err(ConfigError::Invalid(format!(
                 "queue.concurrency names an unknown queue {q:?}"
             )));
+        }
+        if self.http.body_timeout_ms >= self.http.request_timeout_ms {
+            return Err(ConfigError::Invalid(
+                "http.body_timeout_ms must be below http.request_timeout_ms".into(),
+            ));
         }
         if self.redis_url.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::Invalid("REDIS_URL is set but empty".into()));

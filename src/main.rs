@@ -155,6 +155,9 @@ enum ChaosCmd {
         kill_every_secs: f64,
         #[arg(long)]
         json: bool,
+        /// Exit 1 when an invariant is broken (lost jobs, too many duplicates, slow recovery).
+        #[arg(long)]
+        check: bool,
     },
     /// Stop PostgreSQL (or Redis) for a while under webhook load, then start it again.
     Restart {
@@ -166,6 +169,9 @@ enum ChaosCmd {
         down_secs: u64,
         #[arg(long)]
         json: bool,
+        /// Exit 1 when an invariant is broken (a lost delivery, a crash, slow recovery).
+        #[arg(long)]
+        check: bool,
     },
     /// The provider fails (30 % 5xx, 20 % 429, 10 % timeouts) for a while, then recovers.
     Storm {
@@ -177,6 +183,9 @@ enum ChaosCmd {
         rate_limit: u32,
         #[arg(long)]
         json: bool,
+        /// Exit 1 when an invariant is broken (limit exceeded, a 429 charged, a job unfinished).
+        #[arg(long)]
+        check: bool,
     },
 }
 
@@ -457,29 +466,75 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let state = startup::build_state(settings).await?;
             state.db.migrate().await?;
             let config = cli.config.as_deref();
-            let (value, json) = match scenario {
-                ChaosCmd::Crash { jobs, workers, kill_every_secs, json } => (
-                    serde_json::to_value(
-                        issuesync::bench::chaos::crash(&state, jobs, workers, std::time::Duration::from_secs_f64(kill_every_secs), config).await?,
-                    )?,
-                    json,
-                ),
-                ChaosCmd::Restart { target, secs, down_secs, json } => (
-                    serde_json::to_value(
-                        issuesync::bench::chaos::restart(&state, &target, secs, std::time::Duration::from_secs(down_secs), config).await?,
-                    )?,
-                    json,
-                ),
-                ChaosCmd::Storm { jobs, storm_secs, rate_limit, json } => (
-                    serde_json::to_value(issuesync::bench::chaos::storm(&state, jobs, storm_secs, rate_limit, config).await?)?,
-                    json,
-                ),
-            };
-            if json {
-                return print_json(&value);
+            use issuesync::bench::chaos::{self, Invariants};
+            fn out<R: serde::Serialize + Invariants>(
+                r: R,
+                json: bool,
+                check: bool,
+            ) -> anyhow::Result<()> {
+                if json {
+                    print_json(&r)?;
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                }
+                let broken = r.violations();
+                for b in &broken {
+                    eprintln!("broken: {b}");
+                }
+                if check && !broken.is_empty() {
+                    anyhow::bail!("{} invariant(s) broken", broken.len());
+                }
+                Ok(())
             }
-            println!("{}", serde_json::to_string_pretty(&value)?);
-            Ok(())
+            match scenario {
+                ChaosCmd::Crash {
+                    jobs,
+                    workers,
+                    kill_every_secs,
+                    json,
+                    check,
+                } => out(
+                    chaos::crash(
+                        &state,
+                        jobs,
+                        workers,
+                        std::time::Duration::from_secs_f64(kill_every_secs),
+                        config,
+                    )
+                    .await?,
+                    json,
+                    check,
+                ),
+                ChaosCmd::Restart {
+                    target,
+                    secs,
+                    down_secs,
+                    json,
+                    check,
+                } => out(
+                    chaos::restart(
+                        &state,
+                        &target,
+                        secs,
+                        std::time::Duration::from_secs(down_secs),
+                        config,
+                    )
+                    .await?,
+                    json,
+                    check,
+                ),
+                ChaosCmd::Storm {
+                    jobs,
+                    storm_secs,
+                    rate_limit,
+                    json,
+                    check,
+                } => out(
+                    chaos::storm(&state, jobs, storm_secs, rate_limit, config).await?,
+                    json,
+                    check,
+                ),
+            }
         }
         Command::Bench(BenchCmd::Load {
             url,

@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
         let split = data.len().min(140);
         let (header, body) = data.split_at(split);
         let header = String::from_utf8_lossy(header);
-        let (sig, ts) = header.split_at(header.len().min(128));
+        let cut = (0..=header.len().min(128)).rev().find(|i| header.is_char_boundary(*i)).unwrap_or(0);
+        let (sig, ts) = header.split_at(cut);
         let _ = auth::verify(&key, Some(sig), Some(ts), body, 1_740_947_650, 300);
     }
     if let Ok(s) = std::str::from_utf8(data) {

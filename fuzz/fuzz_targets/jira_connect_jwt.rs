@@ -6,7 +6,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };
-    let (head, tail) = s.split_at(s.len() / 2);
+    let mid = (0..=s.len() / 2).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+    let (head, tail) = s.split_at(mid);
     let query = vec![("jwt".to_string(), tail.to_string()), (head.to_string(), tail.to_string())];
     if let Some(token) = auth::extract_token(Some(head), &query) {
         let _ = auth::peek_issuer(&token);

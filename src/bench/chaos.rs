@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use issuesync_jobs::Job;
 use issuesync_jobs::noop::Noop;
 use issuesync_jobs::sync_status_outbound::SyncStatusOutbound;
 use rand::Rng;
@@ -29,7 +30,10 @@ use super::{BenchError, WorkerProc, load};
 use crate::startup::AppState;
 use crate::store::jobs;
 
-async fn one<T>(state: &AppState, f: impl AsyncFnOnce(&mut crate::db::Tx) -> Result<T, crate::store::StoreError>) -> Result<T, BenchError> {
+async fn one<T>(
+    state: &AppState,
+    f: impl AsyncFnOnce(&mut crate::db::Tx) -> Result<T, crate::store::StoreError>,
+) -> Result<T, BenchError> {
     let mut tx = state.db.begin().await?;
     Ok(f(&mut tx).await?)
 }
@@ -63,16 +67,28 @@ pub async fn crash(
 ) -> Result<CrashReport, BenchError> {
     let queue = Noop::QUEUE;
     if one(state, async |tx| jobs::count_unfinished(tx, queue).await).await? > 0 {
-        return Err(BenchError::Setup("the maintenance queue is not empty; use an empty database".into()));
+        return Err(BenchError::Setup(
+            "the maintenance queue is not empty; use an empty database".into(),
+        ));
     }
     let run = uuid::Uuid::new_v4().simple().to_string();
     for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
         let mut tx = state.db.begin_write().await?;
         for i in chunk {
-            crate::worker::enqueue(&mut tx, &Noop { ledger: Some(format!("crash-{run}-{i}")), ..Default::default() }).await?;
+            crate::worker::enqueue(
+                &mut tx,
+                &Noop {
+                    ledger: Some(format!("crash-{run}-{i}")),
+                    ..Default::default()
+                },
+            )
+            .await?;
         }
         tx.commit().await?;
-        eprint!("\rcrash: enqueued {}/{n}", chunk.last().map_or(0, |i| i + 1));
+        eprint!(
+            "\rcrash: enqueued {}/{n}",
+            chunk.last().map_or(0, |i| i + 1)
+        );
     }
     eprintln!();
     let args = ["--queues", queue, "--concurrency", "8"];
@@ -88,7 +104,10 @@ pub async fn crash(
         let left = one(state, async |tx| jobs::count_unfinished(tx, queue).await).await?;
         let mut still = Vec::new();
         for (pid, at) in orphans.drain(..) {
-            let held = one(state, async |tx| jobs::count_held_by_prefix(tx, &format!("{queue}-{pid}-")).await).await?;
+            let held = one(state, async |tx| {
+                jobs::count_held_by_prefix(tx, &format!("{queue}-{pid}-")).await
+            })
+            .await?;
             if held == 0 {
                 max_recovery = max_recovery.max(at.elapsed().as_secs_f64());
             } else {
@@ -103,7 +122,10 @@ pub async fn crash(
         if left > 0 && Instant::now() >= next_kill {
             let victim = rand::rng().random_range(0..procs.len());
             let pid = procs[victim].0.id();
-            in_flight += one(state, async |tx| jobs::count_held_by_prefix(tx, &format!("{queue}-{pid}-")).await).await?;
+            in_flight += one(state, async |tx| {
+                jobs::count_held_by_prefix(tx, &format!("{queue}-{pid}-")).await
+            })
+            .await?;
             let _ = procs[victim].0.kill();
             let _ = procs[victim].0.wait();
             orphans.push((pid, Instant::now()));
@@ -120,7 +142,10 @@ pub async fn crash(
     eprintln!();
     drop(procs);
     let prefix = format!("crash-{run}-");
-    let (rows, distinct) = one(state, async |tx| jobs::count_ledger_prefix(tx, &prefix).await).await?;
+    let (rows, distinct) = one(state, async |tx| {
+        jobs::count_ledger_prefix(tx, &prefix).await
+    })
+    .await?;
     let not_done = one(state, async |tx| jobs::count_unfinished(tx, queue).await).await?;
     Ok(CrashReport {
         backend: state.db.backend(),
@@ -152,6 +177,8 @@ pub struct RestartReport {
     pub outage_secs: f64,
     /// From the service being back up until the receiver answered 2xx again.
     pub receiver_recovery_secs: f64,
+    /// From the service being back up until a worker finished a job again.
+    pub worker_recovery_secs: Option<f64>,
     /// Processes that exited by themselves during the run: must be 0.
     pub processes_died: usize,
     pub drain_secs: f64,
@@ -165,9 +192,19 @@ fn service_command(target: &str, up: bool) -> Result<std::process::Command, Benc
                 .and_then(|mut d| d.next())
                 .and_then(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().to_string())
-                .ok_or_else(|| BenchError::Setup("no /etc/postgresql: this scenario runs on the machine's own cluster".into()))?;
+                .ok_or_else(|| {
+                    BenchError::Setup(
+                        "no /etc/postgresql: this scenario runs on the machine's own cluster"
+                            .into(),
+                    )
+                })?;
             let mut c = std::process::Command::new("pg_ctlcluster");
-            c.args(["--skip-systemctl-redirect", &version, "main", if up { "start" } else { "stop" }]);
+            c.args([
+                "--skip-systemctl-redirect",
+                &version,
+                "main",
+                if up { "start" } else { "stop" },
+            ]);
             if !up {
                 c.args(["-m", "fast"]);
             }
@@ -177,14 +214,27 @@ fn service_command(target: &str, up: bool) -> Result<std::process::Command, Benc
             let mut c;
             if up {
                 c = std::process::Command::new("redis-server");
-                c.args(["--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no"]);
+                c.args([
+                    "--daemonize",
+                    "yes",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    "6379",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
             } else {
                 c = std::process::Command::new("redis-cli");
                 c.args(["shutdown", "nosave"]);
             }
             Ok(c)
         }
-        other => Err(BenchError::Setup(format!("restart takes postgres or redis, not {other:?}"))),
+        other => Err(BenchError::Setup(format!(
+            "restart takes postgres or redis, not {other:?}"
+        ))),
     }
 }
 
@@ -200,10 +250,20 @@ pub async fn restart(
     let n = (rate as u64) * secs;
     let (mock, _seen) = e2e::mock_jira(Duration::from_millis(20)).await?;
     let token = e2e::seed(state, n, &mock).await?;
-    let stored_before = one(state, async |tx| crate::store::deliveries::count_deliveries(tx).await).await?;
+    let stored_before = one(state, async |tx| {
+        crate::store::deliveries::count_deliveries(tx).await
+    })
+    .await?;
     let (mut serve, base) = spawn_receiver(state, config).await?;
-    let mut workers = spawn_workers(state, config, 2, &[], &[("ISSUESYNC_RATE_LIMIT__JIRA_SERVER", "500".into())])?;
-    let template: Value = serde_json::from_str(e2e::JIRA_SERVER_PAYLOAD).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let mut workers = spawn_workers(
+        state,
+        config,
+        2,
+        &[],
+        &[("ISSUESYNC_RATE_LIMIT__JIRA_SERVER", "500".into())],
+    )?;
+    let template: Value = serde_json::from_str(e2e::JIRA_SERVER_PAYLOAD)
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
     let spec = load::LoadSpec {
         url: format!("{base}/extensions/jira-server/issue-updated/{token}/"),
         rate: Some(rate),
@@ -211,7 +271,8 @@ pub async fn restart(
         connections: 32,
         headers: vec![("content-type".into(), "application/json".into())],
     };
-    let load = tokio::spawn(async move { load::run(&spec, move |i| e2e::jira_body(&template, i)).await });
+    let load =
+        tokio::spawn(async move { load::run(&spec, move |i| e2e::jira_body(&template, i)).await });
     tokio::time::sleep(Duration::from_secs(5)).await;
     eprintln!("restart: stopping {target}");
     let t_down = Instant::now();
@@ -219,13 +280,18 @@ pub async fn restart(
     tokio::time::sleep(down).await;
     let _ = service_command(target, true)?.status();
     let t_up = Instant::now();
-    eprintln!("restart: {target} is back after {:.1} s", t_down.elapsed().as_secs_f64());
+    let t_up_ms = crate::now_ms();
+    eprintln!(
+        "restart: {target} is back after {:.1} s",
+        t_down.elapsed().as_secs_f64()
+    );
     let report = load.await.map_err(|e| BenchError::Setup(e.to_string()))??;
     let load_started = t_down - Duration::from_secs(5);
     let recovered_at = report
         .last_failure_ms
         .map(|ms| load_started + Duration::from_secs_f64(ms / 1000.0));
-    let receiver_recovery_secs = recovered_at.map_or(0.0, |r| r.saturating_duration_since(t_up).as_secs_f64());
+    let receiver_recovery_secs =
+        recovered_at.map_or(0.0, |r| r.saturating_duration_since(t_up).as_secs_f64());
     let drain_start = Instant::now();
     // Wait until everything acknowledged is applied (the processes reconnect by themselves).
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -249,11 +315,21 @@ pub async fn restart(
             break;
         }
         if Instant::now() > deadline {
-            return Err(BenchError::Setup("not drained 10 minutes after the restart".into()));
+            return Err(BenchError::Setup(
+                "not drained 10 minutes after the restart".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let stored = one(state, async |tx| crate::store::deliveries::count_deliveries(tx).await).await? - stored_before;
+    let stored = one(state, async |tx| {
+        crate::store::deliveries::count_deliveries(tx).await
+    })
+    .await?
+        - stored_before;
+    let first_after: Option<i64> = one(state, async |tx| {
+        jobs::first_finish_since(tx, t_up_ms).await
+    })
+    .await?;
     Ok(RestartReport {
         target: target.to_string(),
         backend: state.db.backend(),
@@ -264,6 +340,7 @@ pub async fn restart(
         statuses: report.statuses,
         outage_secs: t_up.duration_since(t_down).as_secs_f64(),
         receiver_recovery_secs,
+        worker_recovery_secs: first_after.map(|ms| (ms - t_up_ms).max(0) as f64 / 1000.0),
         processes_died: died,
         drain_secs: drain_start.elapsed().as_secs_f64(),
     })
@@ -317,7 +394,14 @@ impl Storm {
             Some(StatusCode::INTERNAL_SERVER_ERROR.into_response())
         } else if roll < 0.5 {
             self.count("429");
-            Some((StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")], "slow down").into_response())
+            Some(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "2")],
+                    "slow down",
+                )
+                    .into_response(),
+            )
         } else if roll < 0.6 {
             self.count("timeout");
             tokio::time::sleep(self.hang).await;
@@ -330,8 +414,10 @@ impl Storm {
 }
 
 async fn storm_mock(storm: Storm) -> Result<String, BenchError> {
-    let transitions: Value = serde_json::from_str(include_str!("../../tests/fixtures/jira_transitions_response.json"))
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let transitions: Value = serde_json::from_str(include_str!(
+        "../../tests/fixtures/jira_transitions_response.json"
+    ))
+    .map_err(|e| BenchError::Setup(e.to_string()))?;
     let app = Router::new()
         .route(
             "/rest/api/2/issue/{key}",
@@ -361,8 +447,12 @@ async fn storm_mock(storm: Storm) -> Result<String, BenchError> {
             })),
         )
         .with_state(storm);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| BenchError::Setup(e.to_string()))?;
-    let addr = listener.local_addr().map_err(|e| BenchError::Setup(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -390,42 +480,69 @@ pub async fn storm(
     let _token = e2e::seed(state, n as u64, &mock).await?;
     let mut tx = state.db.begin_write().await?;
     // The outbound integration only: its rate limit is the one the mock checks.
-    let issues: Vec<(i64, i64)> = crate::on_tx!(&mut tx, |c| sqlx::query_as(
+    let issues: Vec<(i64, i64)> =
+        crate::on_tx!(&mut tx, |c| {
+            sqlx::query_as(
         "SELECT l.group_id, e.id FROM group_links l JOIN external_issues e ON e.id = l.linked_id \
          JOIN integrations i ON i.id = e.integration_id WHERE i.name = 'outbound'"
     )
     .fetch_all(c)
-    .await)?;
-    crate::on_tx!(&mut tx, |c| sqlx::query(
+    .await
+        })?;
+    crate::on_tx!(&mut tx, |c| {
+        sqlx::query(
         "INSERT INTO integration_external_projects (organization_integration_id, external_id, name, resolved_status, unresolved_status) \
          SELECT id, '10000', 'bench', '10101', '3' FROM organization_integrations"
     )
     .execute(c)
-    .await)?;
-    crate::on_tx!(&mut tx, |c| sqlx::query("UPDATE organization_integrations SET config = '{\"sync_status_forward\": true}'")
-        .execute(c)
-        .await)?;
+    .await
+    .map(|_| ())
+    })?;
+    crate::on_tx!(&mut tx, |c| sqlx::query(
+        "UPDATE organization_integrations SET config = '{\"sync_status_forward\": true}'"
+    )
+    .execute(c)
+    .await
+    .map(|_| ()))?;
     for (group_id, external_issue_id) in &issues {
-        crate::worker::enqueue(&mut tx, &SyncStatusOutbound { group_id: *group_id, external_issue_id: *external_issue_id }).await?;
+        crate::worker::enqueue(
+            &mut tx,
+            &SyncStatusOutbound {
+                group_id: *group_id,
+                external_issue_id: *external_issue_id,
+            },
+        )
+        .await?;
     }
     tx.commit().await?;
     let started = Instant::now();
     let env = [
         ("ISSUESYNC_RATE_LIMIT__JIRA_SERVER", rate_limit.to_string()),
-        ("ISSUESYNC_HTTP__PROVIDER_TIMEOUT_MS", provider_timeout.as_millis().to_string()),
+        (
+            "ISSUESYNC_HTTP__PROVIDER_TIMEOUT_MS",
+            provider_timeout.as_millis().to_string(),
+        ),
         ("ISSUESYNC_QUEUE__CONCURRENCY__OUTBOUND", "16".to_string()),
     ];
     let mut procs = spawn_workers(state, config, 2, &["--queues", "outbound"], &env)?;
     let deadline = Instant::now() + Duration::from_secs(storm_secs + 1800);
     loop {
-        let left = one(state, async |tx| jobs::count_unfinished(tx, "outbound").await).await?;
-        eprint!("\rstorm: {left} outbound jobs left, {:.0} s      ", started.elapsed().as_secs_f64());
+        let left = one(state, async |tx| {
+            jobs::count_unfinished(tx, "outbound").await
+        })
+        .await?;
+        eprint!(
+            "\rstorm: {left} outbound jobs left, {:.0} s      ",
+            started.elapsed().as_secs_f64()
+        );
         if left == 0 {
             break;
         }
         for p in procs.iter_mut() {
             if let Ok(Some(s)) = p.0.try_wait() {
-                return Err(BenchError::Setup(format!("a worker exited during the storm: {s}")));
+                return Err(BenchError::Setup(format!(
+                    "a worker exited during the storm: {s}"
+                )));
             }
         }
         if Instant::now() > deadline {
@@ -435,7 +552,11 @@ pub async fn storm(
     }
     eprintln!();
     drop(procs);
-    let per_sec: Vec<u64> = seen.0.lock().map(|m| m.values().copied().collect()).unwrap_or_default();
+    let per_sec: Vec<u64> = seen
+        .0
+        .lock()
+        .map(|m| m.values().copied().collect())
+        .unwrap_or_default();
     let outcome = one(state, async |tx| jobs::outbound_outcome(tx).await).await?;
     Ok(StormReport {
         jobs: issues.len(),
@@ -451,4 +572,93 @@ pub async fn storm(
         snoozes: outcome.snoozes,
         total_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What must hold after a scenario; each broken promise is one line.
+pub trait Invariants {
+    fn violations(&self) -> Vec<String>;
+}
+
+impl Invariants for CrashReport {
+    fn violations(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.lost > 0 {
+            v.push(format!("{} jobs lost", self.lost));
+        }
+        if self.duplicates > self.in_flight_at_kills {
+            v.push(format!(
+                "{} duplicates for {} jobs in flight at the kills",
+                self.duplicates, self.in_flight_at_kills
+            ));
+        }
+        if self.max_orphan_recovery_secs > 30.0 {
+            v.push(format!(
+                "orphans recovered after {:.1} s (limit 30 s)",
+                self.max_orphan_recovery_secs
+            ));
+        }
+        v
+    }
+}
+
+impl Invariants for RestartReport {
+    fn violations(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.stored != self.acknowledged as i64 {
+            v.push(format!(
+                "{} acknowledged but {} stored",
+                self.acknowledged, self.stored
+            ));
+        }
+        if self.assignments_applied < self.acknowledged as i64 {
+            v.push(format!(
+                "{} of {} acknowledged webhooks applied",
+                self.assignments_applied, self.acknowledged
+            ));
+        }
+        if self.processes_died > 0 {
+            v.push(format!("{} processes died", self.processes_died));
+        }
+        for (status, n) in &self.statuses {
+            if status != "200" && status != "503" {
+                v.push(format!("{n} answers with status {status}"));
+            }
+        }
+        if self.receiver_recovery_secs > 10.0 || self.worker_recovery_secs.is_none_or(|s| s > 10.0)
+        {
+            v.push(format!(
+                "recovery took receiver {:.1} s, workers {:?} s (limit 10 s)",
+                self.receiver_recovery_secs, self.worker_recovery_secs
+            ));
+        }
+        v
+    }
+}
+
+impl Invariants for StormReport {
+    fn violations(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.max_requests_in_a_second > u64::from(self.rate_limit_per_sec) {
+            v.push(format!(
+                "{} requests in one second over a limit of {}",
+                self.max_requests_in_a_second, self.rate_limit_per_sec
+            ));
+        }
+        if self.attempts_charged_by_429 > 0 {
+            v.push(format!(
+                "{} jobs had an attempt used up by a 429",
+                self.attempts_charged_by_429
+            ));
+        }
+        if self.done + self.dead != self.jobs as i64 {
+            v.push(format!(
+                "{} done + {} dead of {} jobs",
+                self.done, self.dead, self.jobs
+            ));
+        }
+        if self.dead_reasons.keys().any(|r| r.trim().is_empty()) {
+            v.push("a dead job has no reason".into());
+        }
+        v
+    }
 }

@@ -42,7 +42,7 @@ pub struct E2eReport {
 
 /// Requests per wall-clock second, as the mock Jira saw them.
 #[derive(Default)]
-pub(super) struct Seen(Mutex<BTreeMap<i64, u64>>);
+pub(super) struct Seen(pub(super) Mutex<BTreeMap<i64, u64>>);
 
 impl Seen {
     pub(super) fn hit(&self) {

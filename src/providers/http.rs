@@ -156,7 +156,11 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(kv: Kv, per_second: &std::collections::HashMap<String, u32>, timeout: Duration) -> Http {
+    pub fn new(
+        kv: Kv,
+        per_second: &std::collections::HashMap<String, u32>,
+        timeout: Duration,
+    ) -> Http {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))

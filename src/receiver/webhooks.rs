@@ -3,7 +3,9 @@
 //! transaction, and only then answered. A duplicate answers 200 and enqueues nothing.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
@@ -53,20 +55,38 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-/// The raw body, with a 413 in our error shape when it is over the limit.
-fn raw_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    body.map_err(|r| {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                "payload_too_large",
-                "the body is larger than the 1 MiB limit",
-            )
-        } else {
-            ApiError::bad_request(r.body_text())
+/// The raw body: 413 over the limit, 400 when the client cut it short, 408 when it is too
+/// slow to arrive (a stalled client must not hold the request until the 503 timeout).
+async fn raw_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
+    let http = &state.settings.http;
+    let read = axum::body::to_bytes(body, http.body_limit_bytes);
+    match tokio::time::timeout(Duration::from_millis(http.body_timeout_ms), read).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the body did not arrive within {} ms", http.body_timeout_ms),
+        )),
+        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than the 1 MiB limit",
+        )),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!(
+            "the body could not be read: {e}"
+        ))),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
         }
-    })
+        source = s.source();
+    }
+    false
 }
 
 fn json_body(raw: &[u8]) -> ApiResult<Value> {
@@ -194,10 +214,10 @@ fn refused(state: &AppState, provider: &'static str, e: ApiError) -> ApiError {
 async fn vsts_issue_updated(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = async {
-        let raw = raw_body(body)?;
+        let raw = raw_body(&state, body).await?;
         let v = json_body(&raw)?;
         let event_type = vsts::webhook::event_type(&v)?;
         let collection = vsts::webhook::collection_id(&v)?;
@@ -217,7 +237,7 @@ async fn jira_server_issue_updated(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = async {
         let external_id = jira_server::auth::peek_token_id(&token)?;
@@ -225,7 +245,7 @@ async fn jira_server_issue_updated(
         let secret = meta_str(&integration, "/webhook_secret")
             .ok_or_else(|| ApiError::unauthorized("the integration has no webhook secret"))?;
         jira_server::auth::verify_token(&token, secret)?;
-        let raw = raw_body(body)?;
+        let raw = raw_body(&state, body).await?;
         let v = json_body(&raw)?;
         if v.get("changelog")
             .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
@@ -267,12 +287,12 @@ async fn jira_issue_updated(
     State(state): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = async {
         let integration =
             connect_tenant(&state, &headers, &query, "/extensions/jira/issue-updated/").await?;
-        let raw = raw_body(body)?;
+        let raw = raw_body(&state, body).await?;
         let v = json_body(&raw)?;
         if v.get("changelog")
             .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
@@ -295,9 +315,9 @@ async fn jira_installed(
     State(state): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let raw = raw_body(body)?;
+    let raw = raw_body(&state, body).await?;
     let v = json_body(&raw)?;
     let field = |k: &str| {
         v.get(k)
@@ -371,9 +391,9 @@ async fn jira_uninstalled(
     State(state): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let raw = raw_body(body)?;
+    let raw = raw_body(&state, body).await?;
     let v = json_body(&raw)?;
     let client_key = v
         .get("clientKey")
@@ -420,10 +440,10 @@ async fn jira_uninstalled(
 async fn discord_interactions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = async {
-        let raw = raw_body(body)?;
+        let raw = raw_body(&state, body).await?;
         let v = json_body(&raw)?;
         let application_id = discord::webhook::application_id(&v)?;
         let integration = find_active(&state, "discord", &application_id).await?;

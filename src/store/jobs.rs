@@ -1056,10 +1056,12 @@ pub async fn count_held_by_prefix(tx: &mut Tx, prefix: &str) -> Result<i64> {
         d,
         "SELECT COUNT(*) FROM {table} WHERE status IN ('Queued', 'Running') AND lock_by LIKE $1",
     );
-    Ok(crate::on_tx!(tx, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(format!("{prefix}%"))
-        .fetch_one(c)
-        .await)?)
+    Ok(crate::on_tx!(tx, |c| sqlx::query_scalar(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(format!("{prefix}%"))
+    .fetch_one(c)
+    .await)?)
 }
 
 /// Ledger rows and distinct markers whose marker starts with `prefix`.
@@ -1094,11 +1096,13 @@ pub async fn outbound_outcome(tx: &mut Tx) -> Result<OutboundOutcome> {
         1_000_000,
     )
     .await?;
-    let charged: Vec<(String, i64)> = crate::on_tx!(tx, |c| sqlx::query_as(
+    let charged: Vec<(String, i64)> = crate::on_tx!(tx, |c| {
+        sqlx::query_as(
         "SELECT job_id, COUNT(*) FROM job_attempts WHERE queue = 'outbound' AND outcome <> 'snoozed' GROUP BY job_id"
     )
     .fetch_all(c)
-    .await)?;
+    .await
+    })?;
     let charged: std::collections::HashMap<String, i64> = charged.into_iter().collect();
     let snoozes: i64 = crate::on_tx!(tx, |c| sqlx::query_scalar(
         "SELECT COUNT(*) FROM job_attempts WHERE queue = 'outbound' AND outcome = 'snoozed'"
@@ -1114,7 +1118,12 @@ pub async fn outbound_outcome(tx: &mut Tx) -> Result<OutboundOutcome> {
             "done" => out.done += 1,
             "dead" => {
                 out.dead += 1;
-                let reason: String = r.last_error().unwrap_or_default().chars().take(80).collect();
+                let reason: String = r
+                    .last_error()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(80)
+                    .collect();
                 *out.dead_reasons.entry(reason).or_default() += 1;
             }
             _ => {}
@@ -1124,4 +1133,14 @@ pub async fn outbound_outcome(tx: &mut Tx) -> Result<OutboundOutcome> {
         }
     }
     Ok(out)
+}
+
+/// The first attempt finished at or after `since_ms` (recovery after an outage).
+pub async fn first_finish_since(tx: &mut Tx, since_ms: i64) -> Result<Option<i64>> {
+    Ok(crate::on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT MIN(finished_at) FROM job_attempts WHERE finished_at >= $1"
+    )
+    .bind(since_ms)
+    .fetch_one(c)
+    .await)?)
 }

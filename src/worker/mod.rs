@@ -119,7 +119,6 @@ async fn dispatch(
                 attempt,
             };
             let max = kind.map(|k| k.max_attempts as i32).unwrap_or(1);
-            let run = AssertUnwindSafe(run_envelope(&env, &ctx)).catch_unwind();
             let outcome = if attempt > max {
                 // Rescued after its last allowed attempt: that attempt ended without a
                 // result (the process crashed, was killed or froze while running it).
@@ -130,16 +129,17 @@ async fn dispatch(
                      heartbeat while running this job)"
                 )))
             } else {
+                let run = AssertUnwindSafe(run_envelope(&env, &ctx)).catch_unwind();
                 match tokio::time::timeout(timeout, run).await {
-                Err(_) => Err(JobError::Transient(format!(
-                    "timed out after {}s",
-                    timeout.as_secs()
-                ))),
-                Ok(Err(panic)) => Err(JobError::Transient(format!(
-                    "panicked: {}",
-                    panic_message(&*panic)
-                ))),
-                Ok(Ok(r)) => r,
+                    Err(_) => Err(JobError::Transient(format!(
+                        "timed out after {}s",
+                        timeout.as_secs()
+                    ))),
+                    Ok(Err(panic)) => Err(JobError::Transient(format!(
+                        "panicked: {}",
+                        panic_message(&*panic)
+                    ))),
+                    Ok(Ok(r)) => r,
                 }
             };
             (env.job, queue, outcome)
