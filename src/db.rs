@@ -251,6 +251,12 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }))
 }
 
+/// Is this a value the database cannot store (Postgres data exceptions, class 22: a NUL
+/// character in text, a number out of range)? Such input answers 400, not 500.
+pub fn is_bad_value(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")))
+}
+
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

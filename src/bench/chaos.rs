@@ -447,16 +447,7 @@ async fn storm_mock(storm: Storm) -> Result<String, BenchError> {
             })),
         )
         .with_state(storm);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(format!("http://{addr}"))
+    e2e::serve_mock(app).await
 }
 
 pub async fn storm(
@@ -480,15 +471,14 @@ pub async fn storm(
     let _token = e2e::seed(state, n as u64, &mock).await?;
     let mut tx = state.db.begin_write().await?;
     // The outbound integration only: its rate limit is the one the mock checks.
-    let issues: Vec<(i64, i64)> =
-        crate::on_tx!(&mut tx, |c| {
-            sqlx::query_as(
+    let issues: Vec<(i64, i64)> = crate::on_tx!(&mut tx, |c| {
+        sqlx::query_as(
         "SELECT l.group_id, e.id FROM group_links l JOIN external_issues e ON e.id = l.linked_id \
          JOIN integrations i ON i.id = e.integration_id WHERE i.name = 'outbound'"
     )
     .fetch_all(c)
     .await
-        })?;
+    })?;
     crate::on_tx!(&mut tx, |c| {
         sqlx::query(
         "INSERT INTO integration_external_projects (organization_integration_id, external_id, name, resolved_status, unresolved_status) \

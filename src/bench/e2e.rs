@@ -76,6 +76,11 @@ pub(super) async fn mock_jira(latency: Duration) -> Result<(String, Arc<Seen>), 
             ),
         )
         .with_state((seen.clone(), latency));
+    Ok((serve_mock(app).await?, seen))
+}
+
+/// Serves a mock provider on a free loopback port; returns its base URL.
+pub(super) async fn serve_mock(app: Router) -> Result<String, BenchError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -85,7 +90,7 @@ pub(super) async fn mock_jira(latency: Duration) -> Result<(String, Arc<Seen>), 
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok((format!("http://{addr}"), seen))
+    Ok(format!("http://{addr}"))
 }
 
 /// An organization with `n` groups, each linked to `IN-i` of the inbound Jira Server and

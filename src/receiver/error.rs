@@ -74,6 +74,12 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::unavailable("storage is unavailable; retry later")
             }
+            StoreError::BadValue(e) => {
+                tracing::info!(error = %e, "refused a value the database cannot store");
+                ApiError::bad_request(
+                    "the request holds a value that cannot be stored (a NUL character, or a number out of range)",
+                )
+            }
             StoreError::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 ApiError::internal()

@@ -116,16 +116,23 @@ async fn find_active(
     provider: &str,
     external_id: &str,
 ) -> ApiResult<Integration> {
+    let unknown = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_integration",
+            format!("no active {provider} integration {external_id:?}"),
+        )
+    };
+    // No stored id holds a NUL (Postgres text cannot): do not ask the database.
+    if external_id.contains('\0') {
+        return Err(unknown());
+    }
     let key = (provider.to_string(), external_id.to_string());
     let lookup = async {
         let mut tx = state.db.begin().await?;
         match integrations::find_integration_by_external_id(&mut tx, provider, external_id).await? {
             Some(i) if i.status == integrations::STATUS_ACTIVE => Ok(i),
-            _ => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_integration",
-                format!("no active {provider} integration {external_id:?}"),
-            )),
+            _ => Err(unknown()),
         }
     };
     // Only found integrations are cached; unknown ones are looked up every time.
@@ -151,6 +158,16 @@ fn ignored(reason: &str) -> (StatusCode, Json<Value>) {
     )
 }
 
+/// A delivery key must be storable the same way on both backends (Postgres text holds no NUL).
+fn check_key(key: &str) -> ApiResult<()> {
+    if key.contains('\0') || key.len() > 500 {
+        return Err(ApiError::bad_request(
+            "the delivery id holds a NUL character or is over 500 bytes",
+        ));
+    }
+    Ok(())
+}
+
 /// Stores the delivery and enqueues `process_webhook` in one transaction.
 async fn store_and_enqueue(
     state: &AppState,
@@ -160,6 +177,7 @@ async fn store_and_enqueue(
     headers: &HeaderMap,
     raw: &[u8],
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    check_key(key)?;
     let kept = kept_headers(headers);
     // The job's id is chosen first so the delivery row records it in its own insert.
     let job_id = ulid::Ulid::generate().to_string();
@@ -541,6 +559,7 @@ async fn insert_interaction(
     headers: &HeaderMap,
     raw: &[u8],
 ) -> ApiResult<Option<i64>> {
+    check_key(&interaction.id)?;
     let kept = kept_headers(headers);
     let id = deliveries::insert_delivery(
         tx,

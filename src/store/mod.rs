@@ -23,6 +23,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// A value the database cannot store (a NUL character in text on Postgres, say).
+    #[error("value not storable: {0}")]
+    BadValue(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Db(#[source] sqlx::Error),
 }
@@ -33,6 +36,8 @@ impl From<sqlx::Error> for StoreError {
             StoreError::Conflict(e.to_string())
         } else if db::is_unavailable(&e) {
             StoreError::Unavailable(e)
+        } else if db::is_bad_value(&e) {
+            StoreError::BadValue(e)
         } else {
             StoreError::Db(e)
         }

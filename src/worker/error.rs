@@ -24,6 +24,9 @@ impl From<StoreError> for JobError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => JobError::Permanent(format!("{what} no longer exists")),
+            StoreError::BadValue(e) => {
+                JobError::Permanent(format!("a value cannot be stored: {e}"))
+            }
             other => JobError::Transient(other.to_string()),
         }
     }

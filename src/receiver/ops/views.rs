@@ -132,8 +132,9 @@ struct QueueRow {
     oldest_pending_s: Option<i64>,
 }
 
+/// The flash message code of a page reached after an action.
 #[derive(Deserialize)]
-pub struct DashQuery {
+pub struct FlashQuery {
     done: Option<String>,
     n: Option<u64>,
 }
@@ -141,7 +142,7 @@ pub struct DashQuery {
 pub async fn dashboard(
     op: Operator,
     State(s): State<AppState>,
-    Query(q): Query<DashQuery>,
+    Query(q): Query<FlashQuery>,
 ) -> Page {
     let stats = ops::stats(&s.db).await?;
     let since = crate::now_ms() - chart::BUCKETS as i64 * chart::BUCKET_MS;
@@ -298,17 +299,11 @@ pub async fn jobs(op: Operator, State(s): State<AppState>, Query(q): Query<JobsQ
     )
 }
 
-#[derive(Deserialize)]
-pub struct JobQuery {
-    done: Option<String>,
-    n: Option<u64>,
-}
-
 pub async fn job(
     op: Operator,
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    Query(q): Query<JobQuery>,
+    Query(q): Query<FlashQuery>,
 ) -> Page {
     let detail = ops::show(&s.db, &id).await?;
     let payload = serde_json::to_string_pretty(&detail.job.payload).unwrap_or_default();
