@@ -25,6 +25,17 @@ impl Actor {
         }
     }
 
+    /// Parses `user:ID` / `team:ID` (the admin API's `assignedTo`, Discord's select values).
+    pub fn parse(s: &str) -> Option<Actor> {
+        let (kind, id) = s.split_once(':')?;
+        let id: i64 = id.parse().ok()?;
+        match kind {
+            "user" => Some(Actor::User(id)),
+            "team" => Some(Actor::Team(id)),
+            _ => None,
+        }
+    }
+
     pub fn of(a: &Assignee) -> Option<Actor> {
         match (a.user_id, a.team_id) {
             (Some(u), _) => Some(Actor::User(u)),

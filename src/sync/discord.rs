@@ -69,7 +69,7 @@ pub async fn respond(
         Action::ResolveDialog => return Ok((resolve_dialog(g), none)),
         Action::Unknown => return Ok((Reply::ephemeral(UNKNOWN_ACTION), none)),
         Action::Assign => {
-            let Some(actor) = i.values.first().and_then(|v| parse_actor(v)) else {
+            let Some(actor) = i.values.first().and_then(|v| Actor::parse(v)) else {
                 return Ok((Reply::ephemeral("Pick an assignee from the list."), none));
             };
             (
@@ -140,16 +140,6 @@ async fn visible_group(
         return Ok(None);
     }
     Ok(Some(g))
-}
-
-fn parse_actor(value: &str) -> Option<Actor> {
-    let (kind, id) = value.split_once(':')?;
-    let id: i64 = id.parse().ok()?;
-    match kind {
-        "user" => Some(Actor::User(id)),
-        "team" => Some(Actor::Team(id)),
-        _ => None,
-    }
 }
 
 fn capitalized(s: &str) -> String {

@@ -277,19 +277,11 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 /// Parses "user:ID" / "team:ID".
 pub fn parse_actor(s: &str) -> ApiResult<crate::domain::assign::Actor> {
-    use crate::domain::assign::Actor;
-    let bad = || {
+    crate::domain::assign::Actor::parse(s).ok_or_else(|| {
         ApiError::bad_request(format!(
             "assignedTo must be \"user:ID\", \"team:ID\" or null, not {s:?}"
         ))
-    };
-    let (kind, id) = s.split_once(':').ok_or_else(bad)?;
-    let id: i64 = id.parse().map_err(|_| bad())?;
-    match kind {
-        "user" => Ok(Actor::User(id)),
-        "team" => Ok(Actor::Team(id)),
-        _ => Err(bad()),
-    }
+    })
 }
 
 /// The status/assignee change intent (Sentry's update_groups / handle_assigned_to).
