@@ -189,9 +189,9 @@ def queue_mode(n, short):
     rows = []
     systems = [
         ("issuesync, Postgres", "per-job fetch (fetch_batch_size 1)", "kept", lambda: ours_queue(n, "postgres", 1)),
-        ("issuesync, Postgres", "batched fetch (32) + batched completion", "kept", lambda: ours_queue(n, "postgres", 32)),
+        ("issuesync, Postgres", "batched fetch (500, as graphile's localQueue) + batched completion", "kept", lambda: ours_queue(n, "postgres", 500)),
         ("issuesync, SQLite", "per-job fetch (fetch_batch_size 1)", "kept", lambda: ours_queue(n, "sqlite", 1)),
-        ("issuesync, SQLite", "batched fetch (32) + batched completion", "kept", lambda: ours_queue(n, "sqlite", 32)),
+        ("issuesync, SQLite", "batched fetch (500) + batched completion", "kept", lambda: ours_queue(n, "sqlite", 500)),
     ]
     if not short:
         sync_peer_scripts()
@@ -335,9 +335,46 @@ def report(n, queue, receiver, e2e, pickup, invalidate, facts, started):
                   f"{invalidate['groups']:,} groups, {invalidate['recent']:,} recent: batched job {invalidate['batched_secs']:.2f} s "
                   f"({invalidate['batched_round_trips']} Redis round trips) vs one DEL per key {invalidate['naive_secs']:.2f} s "
                   f"({invalidate['naive_round_trips']} round trips): {invalidate['speedup']:.1f}×.", ""]
+    lines += targets(queue, receiver, pickup)
     lines += ["## Reproduce", "", "```sh", "cargo build --release", "bench/peers/install.sh   # pinned peers into bench/peers/.installed",
               f"python3 bench/run.py       # N = {n:,}; --only queue|receiver|e2e|pickup|invalidate", "```", ""]
     return "\n".join(lines)
+
+
+def targets(queue, receiver, pickup):
+    """The issue's targets, read off this run (a row only for what this run measured)."""
+    rows = []
+    yes = lambda ok: "yes" if ok else "**no**"
+    if queue:
+        rate = lambda name, prefix: max((r["jobs_per_sec"] for (n, m, _, r) in queue
+                                         if n.startswith(name) and m.startswith(prefix)), default=None)
+        ours = rate("issuesync, Postgres", "batched")
+        for peer, mode in (("graphile-worker", "batched"), ("River", "")):
+            theirs = rate(peer, mode)
+            if ours and theirs:
+                rows.append(f"| queue burn-down on Postgres ≥ 1.5× {peer} {mode} | "
+                            f"{ours:,.0f} vs {theirs:,.0f} jobs/s = {ours / theirs:.2f}× | {yes(ours >= 1.5 * theirs)} |")
+        rss = max((r["rss_mib"] for (n, _, _, r) in queue if n.startswith("issuesync") and r.get("rss_mib")), default=None)
+        if rss:
+            rows.append(f"| worker RSS ≤ 64 MiB during burn-down | {rss:.1f} MiB | {yes(rss <= 64)} |")
+    if pickup:
+        p99 = pickup["idle_pickup"]["p99_ms"]
+        rows.append(f"| idle enqueue → start p99 ≤ 10 ms with LISTEN/NOTIFY | {p99:.1f} ms | {yes(p99 <= 10)} |")
+    pg = (receiver or {}).get("postgres")
+    if pg and pg.get("pgbench"):
+        mx = next((x["achieved_rate"] for x in pg["runs"] if x["target_rate"] is None), 0)
+        tps = pg["pgbench"]["tps"]
+        rows.append(f"| receiver durable ingest ≥ 70 % of pgbench single-row insert TPS | "
+                    f"{mx:,.0f} vs {tps:,.0f} = {100 * mx / tps:.0f} % | {yes(mx >= 0.7 * tps)} |")
+        at = next((x for x in pg["runs"] if x["target_rate"] == 2000), None)
+        if at:
+            p99 = at["latency"]["p99_ms"]
+            rows.append(f"| receiver p99 ≤ 10 ms at 2,000 req/s (Postgres) | p99 {p99:.1f} ms at "
+                        f"{at['achieved_rate']:,.0f} req/s | {yes(p99 <= 10 and at['achieved_rate'] >= 1900)} |")
+    if not rows:
+        return []
+    return ["## Against the targets (read off this run)", "", "| target | measured | met |", "|---|---|---|",
+            *rows, ""]
 
 
 def main():

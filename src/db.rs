@@ -157,7 +157,8 @@ impl Db {
         }
     }
 
-    /// Applies our migrations, then the queue's (apalis keeps its own history).
+    /// Applies our migrations, then the queue's (apalis keeps its own history), then our
+    /// index tuning of the queue's table.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self {
             Db::Sqlite(pool) => {
@@ -176,6 +177,10 @@ impl Db {
                 apalis_postgres::PostgresStorage::<()>::setup(pool)
                     .await
                     .map_err(|e| DbError::QueueMigrate(e.to_string()))?;
+                sqlx::raw_sql(include_str!("../migrations/queue-tuning/postgres.sql"))
+                    .execute(pool)
+                    .await
+                    .map_err(|e| DbError::QueueMigrate(format!("queue index tuning: {e}")))?;
             }
         }
         Ok(())

@@ -31,6 +31,7 @@ sqlite_and_pg_redis_tests!(
     jira_cloud_bad_input,
     database_away_answers_503_and_the_retry_succeeds,
     deliveries_can_be_listed_and_replayed,
+    stored_job_is_the_process_webhook_job_of_its_delivery,
 );
 
 fn fixture(name: &str) -> Value {
@@ -1196,4 +1197,54 @@ async fn deliveries_can_be_listed_and_replayed(app: TestApp) {
             == 1
     );
     workers.stop().await;
+}
+
+/// On Postgres the receiver builds the job row in SQL (one statement with the delivery);
+/// it must be exactly what `enqueue` of the same job would store, on both backends.
+async fn stored_job_is_the_process_webhook_job_of_its_delivery(app: TestApp) {
+    use issuesync_jobs::{Envelope, Job, process_webhook::ProcessWebhook};
+    let w = world(&app).await;
+    let g = w.group(&app, "ADO 31", "unresolved").await;
+    w.link(&app, w.org, w.vsts, "31", g).await;
+    let body = fixture("vsts_workitem_updated_assignee_change.json");
+    let (s, v) = post_vsts(&app, &body, Some(ADO_SECRET)).await;
+    assert_eq!(s, 200, "{v}");
+    let delivery_id = v["delivery_id"].as_i64().unwrap();
+    let job_id = v["job_id"].as_str().unwrap().to_string();
+    let mut tx = app.state.db.begin().await.unwrap();
+    let row = issuesync::store::jobs::find_job(&mut tx, &job_id)
+        .await
+        .unwrap()
+        .expect("the job row");
+    let stored = issuesync::store::deliveries::find_delivery(&mut tx, delivery_id)
+        .await
+        .unwrap()
+        .expect("the delivery row");
+    drop(tx);
+    let job = ProcessWebhook { delivery_id };
+    let envelope: Envelope = serde_json::from_slice(&row.job).expect("an envelope");
+    assert_eq!(envelope.job, ProcessWebhook::JOB_NAME);
+    assert_eq!(envelope.decode::<ProcessWebhook>().unwrap(), job);
+    assert_eq!(
+        serde_json::to_value(&envelope).unwrap(),
+        serde_json::to_value(Envelope::of(&job).unwrap()).unwrap()
+    );
+    assert_eq!(row.idempotency_key, job.dedup_key());
+    assert_eq!(row.queue, ProcessWebhook::QUEUE);
+    assert_eq!(row.max_attempts, ProcessWebhook::MAX_ATTEMPTS as i32);
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 0));
+    assert_eq!(stored.job_id.as_deref(), Some(job_id.as_str()));
+    // A provider retry of the same delivery stores neither a delivery nor a job.
+    let before = counts(&app).await;
+    let (s, v) = post_vsts(&app, &body, Some(ADO_SECRET)).await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("duplicate")), "{v}");
+    assert_eq!(counts(&app).await, before);
+    // And the job runs: the assignment lands.
+    let workers = app.start_workers();
+    app.drain().await;
+    workers.stop().await;
+    assert_eq!(
+        group(&app, g).await["assignedTo"],
+        format!("user:{}", w.user)
+    );
 }

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use issuesync_jobs::process_webhook::ProcessWebhook;
 use serde_json::{Value, json};
 
+use crate::db::Db;
 use crate::providers::{WebhookError, discord, jira, jira_server, vsts};
 use crate::receiver::error::{ApiError, ApiPath, ApiResult};
 use crate::startup::AppState;
@@ -181,32 +182,65 @@ async fn store_and_enqueue(
     let kept = kept_headers(headers);
     // The job's id is chosen first so the delivery row records it in its own insert.
     let job_id = ulid::Ulid::generate().to_string();
-    let mut tx = state.db.begin().await?;
-    let inserted = deliveries::insert_delivery(
-        &mut tx,
-        &NewDelivery {
-            provider,
-            delivery_key: key,
-            integration_id: Some(integration.id),
-            headers: &kept,
-            body: raw,
-            job_id: Some(&job_id),
-        },
-        crate::now_ms(),
-    )
-    .await?;
+    let delivery = NewDelivery {
+        provider,
+        delivery_key: key,
+        integration_id: Some(integration.id),
+        headers: &kept,
+        body: raw,
+        job_id: Some(&job_id),
+    };
+    let inserted = match &state.db {
+        Db::Pg(pool) => insert_with_job_pg(pool, &delivery, &job_id).await?,
+        Db::Sqlite(_) => {
+            let mut tx = state.db.begin().await?;
+            let inserted = deliveries::insert_delivery(&mut tx, &delivery, crate::now_ms()).await?;
+            if let Some(delivery_id) = inserted {
+                enqueue_fresh(&mut tx, &ProcessWebhook { delivery_id }, job_id.clone()).await?;
+                tx.commit().await?;
+            }
+            inserted
+        }
+    };
     let Some(delivery_id) = inserted else {
         tracing::info!(provider, key, "duplicate delivery");
         metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "duplicate").increment(1);
         return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
     };
-    let job = enqueue_fresh(&mut tx, &ProcessWebhook { delivery_id }, job_id).await?;
-    tx.commit().await?;
     metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "queued").increment(1);
     Ok((
         StatusCode::OK,
-        Json(json!({"status": "queued", "delivery_id": delivery_id, "job_id": job.id()})),
+        Json(json!({"status": "queued", "delivery_id": delivery_id, "job_id": job_id})),
     ))
+}
+
+/// The Postgres fast path: delivery and `process_webhook` job in one statement.
+async fn insert_with_job_pg(
+    pool: &sqlx::PgPool,
+    delivery: &NewDelivery<'_>,
+    job_id: &str,
+) -> ApiResult<Option<i64>> {
+    use issuesync_jobs::{Envelope, Job};
+    let envelope = Envelope::of(&ProcessWebhook { delivery_id: 0 })
+        .and_then(serde_json::to_value)
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot encode the process_webhook job");
+            ApiError::internal()
+        })?;
+    let job = deliveries::DeliveryJob {
+        id: job_id,
+        queue: ProcessWebhook::QUEUE,
+        max_attempts: i32::try_from(ProcessWebhook::MAX_ATTEMPTS).unwrap_or(i32::MAX),
+        envelope: &envelope,
+        dedup_prefix: ProcessWebhook::DEDUP_PREFIX,
+    };
+    let inserted =
+        deliveries::insert_delivery_with_job_pg(pool, delivery, &job, crate::now_ms()).await?;
+    if inserted.is_some() {
+        metrics::counter!("issuesync_jobs_enqueued_total", "job" => ProcessWebhook::JOB_NAME, "result" => "new")
+            .increment(1);
+    }
+    Ok(inserted)
 }
 
 /// Counts refusals by reason, then passes the error on.

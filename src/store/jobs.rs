@@ -902,6 +902,25 @@ pub async fn count_unfinished(tx: &mut Tx, queue: &str) -> Result<i64> {
     .await)?)
 }
 
+/// Whether `queue` has any job left to run or running; cheap enough to poll under load
+/// (each side is an index probe, where [`count_unfinished`] counts the whole table).
+pub async fn any_unfinished(tx: &mut Tx, queue: &str) -> Result<bool> {
+    let d = dialect(tx);
+    let sql = fill(
+        d,
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE job_type = $1 AND (status = 'Pending' \
+         OR (status = 'Failed' AND attempts < max_attempts))) \
+         OR EXISTS (SELECT 1 FROM {table} WHERE lock_by IS NOT NULL AND job_type = $1 \
+         AND status IN ('Queued', 'Running'))",
+    );
+    Ok(crate::on_tx!(tx, |c| sqlx::query_scalar(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(queue)
+    .fetch_one(c)
+    .await)?)
+}
+
 /// First start, last finish and count of the attempts of `job_name` that started at or
 /// after `since_ms`.
 pub async fn attempt_span(
@@ -971,7 +990,11 @@ pub async fn finish_done_jobs(tx: &mut Tx, done: &[DoneJob]) -> Result<Vec<Strin
             held
         }
     };
-    let written: Vec<&DoneJob> = done.iter().filter(|d| held.contains(&d.id)).collect();
+    let held_set: std::collections::HashSet<&str> = held.iter().map(String::as_str).collect();
+    let written: Vec<&DoneJob> = done
+        .iter()
+        .filter(|d| held_set.contains(d.id.as_str()))
+        .collect();
     match tx {
         Tx::Pg(t) => {
             let c =

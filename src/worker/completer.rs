@@ -1,11 +1,15 @@
-//! Batched completion of successful attempts (River's "batch completer"): handlers that
-//! finish together are written in one transaction instead of one each. A handler waits
-//! for its batch to commit before its slot is freed, so nothing is reported done that is
-//! not durable; a crash loses only unwritten finishes, whose jobs are rescued and re-run
-//! (at-least-once, as for any in-flight job). Failures keep the one-by-one path.
+//! Batched completion of successful attempts (River's "batch completer"): finishes are queued
+//! and written many to a transaction, one UPDATE and one INSERT on Postgres. A handler's slot
+//! is freed once its finish is queued, not once it is written, so a fast queue is not held
+//! to one commit round trip per job. Crash safety is unchanged: a finish not yet written
+//! leaves its job `Running` under this worker, and a dead worker's jobs are rescued and run
+//! again (at-least-once, as for any job in flight). At shutdown the queue is flushed.
+//! Failures keep the one-by-one path.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Db;
@@ -13,53 +17,105 @@ use crate::store::StoreError;
 use crate::store::jobs::{self, DoneJob};
 
 /// Most finishes written in one transaction.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 512;
+/// Finishes queued before handlers wait for the writer (backpressure).
+const MAX_QUEUED: usize = 4 * MAX_BATCH;
 
-type Reply = oneshot::Sender<Result<bool, String>>;
+enum Msg {
+    Done(DoneJob),
+    /// Answered once everything queued before it is written or given up.
+    Flush(oneshot::Sender<()>),
+}
 
 /// One per process and database, started on first use.
 #[derive(Clone, Default)]
-pub struct Completer(Arc<OnceLock<mpsc::UnboundedSender<(DoneJob, Reply)>>>);
+pub struct Completer(Arc<OnceLock<mpsc::Sender<Msg>>>);
 
 impl Completer {
-    /// Writes `done`; true when the worker still held the job (else it was rescued or
-    /// killed meanwhile, and the finish is dropped).
-    pub async fn complete(&self, db: &Db, done: DoneJob) -> Result<bool, StoreError> {
-        let sender = self.0.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
+    fn sender(&self, db: &Db) -> &mpsc::Sender<Msg> {
+        self.0.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(MAX_QUEUED);
             tokio::spawn(run(db.clone(), rx));
             tx
-        });
-        let (reply, answer) = oneshot::channel();
-        if sender.send((done, reply)).is_err() {
-            return Err(StoreError::Conflict("the completer has stopped".into()));
-        }
-        match answer.await {
-            Ok(Ok(held)) => Ok(held),
-            Ok(Err(e)) => Err(StoreError::Conflict(e)),
-            Err(_) => Err(StoreError::Conflict("the completer has stopped".into())),
+        })
+    }
+
+    /// Queues `done` for the next batch; waits only while the queue is full.
+    pub async fn complete(&self, db: &Db, done: DoneJob) -> Result<(), StoreError> {
+        self.sender(db)
+            .send(Msg::Done(done))
+            .await
+            .map_err(|_| StoreError::Conflict("the completer has stopped".into()))
+    }
+
+    /// Waits until every finish queued so far is written (or given up after retries).
+    pub async fn flush(&self) {
+        let Some(sender) = self.0.get() else { return };
+        let (reply, done) = oneshot::channel();
+        if sender.send(Msg::Flush(reply)).await.is_ok() {
+            let _ = done.await;
         }
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<(DoneJob, Reply)>) {
+async fn run(db: Db, mut rx: mpsc::Receiver<Msg>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Take whatever is waiting: under load batches grow by themselves, idle it is one.
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (done, replies): (Vec<DoneJob>, Vec<Reply>) = batch.drain(..).unzip();
-        let result = write(&db, &done).await;
-        for (d, reply) in done.iter().zip(replies) {
-            let _ = reply.send(match &result {
-                Ok(held) => Ok(held.contains(&d.id)),
-                Err(e) => Err(e.to_string()),
-            });
+        let mut done = Vec::with_capacity(batch.len());
+        let mut flushes = Vec::new();
+        for m in batch.drain(..) {
+            match m {
+                Msg::Done(d) => done.push(d),
+                Msg::Flush(f) => flushes.push(f),
+            }
+        }
+        if !done.is_empty() {
+            write_logged(&db, &done).await;
+        }
+        for f in flushes {
+            let _ = f.send(());
         }
     }
 }
 
-async fn write(db: &Db, done: &[DoneJob]) -> Result<Vec<String>, StoreError> {
+/// Writes a batch, retrying a few times over ~3 s (a failover, a dropped connection).
+/// Given up, its jobs stay `Running` and are rescued once this worker stops.
+async fn write_logged(db: &Db, done: &[DoneJob]) {
+    let retry = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(1))
+        .with_max_times(4)
+        .with_jitter();
+    match (|| write(db, done)).retry(retry).await {
+        Ok(held) => {
+            for d in done.iter().filter(|d| !held.contains(&d.id)) {
+                tracing::warn!(
+                    job_id = d.id,
+                    job = d.job_name,
+                    "job was rescued or killed while it ran; its outcome is dropped"
+                );
+            }
+            for d in done.iter().filter(|d| held.contains(&d.id)) {
+                tracing::debug!(
+                    job_id = d.id,
+                    job = d.job_name,
+                    attempt = d.attempt,
+                    "job done"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            jobs = done.len(),
+            error = %e,
+            "cannot record job outcomes; they will be rescued when this worker stops"
+        ),
+    }
+}
+
+async fn write(db: &Db, done: &[DoneJob]) -> Result<std::collections::HashSet<String>, StoreError> {
     let mut tx = db.begin().await?;
     let held = jobs::finish_done_jobs(&mut tx, done).await?;
     tx.commit().await?;
-    Ok(held)
+    Ok(held.into_iter().collect())
 }

@@ -186,7 +186,7 @@ async fn dispatch(
                 },
             )
             .await
-            .map(|held| held.then(|| "done".to_string()))
+            .map(|()| Some("done".to_string()))
     } else {
         write_outcome(
             &state.db,
@@ -216,10 +216,9 @@ async fn dispatch(
     metrics::counter!("issuesync_job_attempts_total", "job" => name.clone(), "outcome" => final_label).increment(1);
     match written {
         Ok(Some(_)) => {
+            // A success is logged by the completer once written.
             if let Some(e) = &error {
                 tracing::warn!(job_id, job = name, attempt, outcome = final_label, error = %e, "job attempt failed");
-            } else {
-                tracing::debug!(job_id, job = name, attempt, "job done");
             }
         }
         Ok(None) => tracing::warn!(
@@ -432,6 +431,7 @@ async fn run_worker(
         "worker started"
     );
     let result = fut.await;
+    state.completer.flush().await;
     if let Err(e) = uncharge_handbacks(&state.db).await {
         tracing::warn!(worker = name, error = %e, "cannot give back the attempts of unstarted jobs");
     }
