@@ -317,7 +317,7 @@ async fn vsts_assign_reassign_unassign(app: TestApp) {
     )
     .await;
     {
-        let mut tx = app.state.db.begin().await.unwrap();
+        let mut tx = app.state.db.begin_write().await.unwrap();
         let gref = issuesync::domain::assign::GroupRef {
             group_id: g31,
             project_id: w.project,
@@ -370,7 +370,7 @@ async fn vsts_assign_reassign_unassign(app: TestApp) {
     let g33 = w.group(&app, "ADO 33", "unresolved").await;
     w.link(&app, w.org, w.vsts, "33", g33).await;
     {
-        let mut tx = app.state.db.begin().await.unwrap();
+        let mut tx = app.state.db.begin_write().await.unwrap();
         let gref = issuesync::domain::assign::GroupRef {
             group_id: g33,
             project_id: w.project,
@@ -1164,7 +1164,8 @@ async fn deliveries_can_be_listed_and_replayed(app: TestApp) {
     );
     // Unassign by hand, then replay: the assignment is applied again.
     {
-        let mut tx = app.state.db.begin().await.unwrap();
+        // Read-then-write while workers run: SQLite needs BEGIN IMMEDIATE (findings §3).
+        let mut tx = app.state.db.begin_write().await.unwrap();
         let gref = issuesync::domain::assign::GroupRef {
             group_id: g,
             project_id: w.project,
