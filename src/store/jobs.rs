@@ -953,7 +953,10 @@ pub struct DoneJob {
 /// Marks many jobs done and records their attempts, in the caller's transaction: one
 /// UPDATE and one INSERT on Postgres. Each finish is fenced by its worker's `lock_by`, as
 /// in [`finish_job`]; returns the ids that were still held (and so were written).
-pub async fn finish_done_jobs(tx: &mut Tx, done: &[DoneJob]) -> Result<Vec<String>> {
+pub async fn finish_done_jobs(
+    tx: &mut Tx,
+    done: &[DoneJob],
+) -> Result<std::collections::HashSet<String>> {
     let col = |f: fn(&DoneJob) -> String| done.iter().map(f).collect::<Vec<String>>();
     let ids = col(|d| d.id.clone());
     let workers = col(|d| d.worker.clone());
@@ -990,11 +993,8 @@ pub async fn finish_done_jobs(tx: &mut Tx, done: &[DoneJob]) -> Result<Vec<Strin
             held
         }
     };
-    let held_set: std::collections::HashSet<&str> = held.iter().map(String::as_str).collect();
-    let written: Vec<&DoneJob> = done
-        .iter()
-        .filter(|d| held_set.contains(d.id.as_str()))
-        .collect();
+    let held: std::collections::HashSet<String> = held.into_iter().collect();
+    let written: Vec<&DoneJob> = done.iter().filter(|d| held.contains(&d.id)).collect();
     match tx {
         Tx::Pg(t) => {
             let c =

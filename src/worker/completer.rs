@@ -6,6 +6,7 @@
 //! again (at-least-once, as for any job in flight). At shutdown the queue is flushed.
 //! Failures keep the one-by-one path.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -89,20 +90,21 @@ async fn write_logged(db: &Db, done: &[DoneJob]) {
         .with_jitter();
     match (|| write(db, done)).retry(retry).await {
         Ok(held) => {
-            for d in done.iter().filter(|d| !held.contains(&d.id)) {
-                tracing::warn!(
-                    job_id = d.id,
-                    job = d.job_name,
-                    "job was rescued or killed while it ran; its outcome is dropped"
-                );
-            }
-            for d in done.iter().filter(|d| held.contains(&d.id)) {
-                tracing::debug!(
-                    job_id = d.id,
-                    job = d.job_name,
-                    attempt = d.attempt,
-                    "job done"
-                );
+            for d in done {
+                if held.contains(&d.id) {
+                    tracing::debug!(
+                        job_id = d.id,
+                        job = d.job_name,
+                        attempt = d.attempt,
+                        "job done"
+                    );
+                } else {
+                    tracing::warn!(
+                        job_id = d.id,
+                        job = d.job_name,
+                        "job was rescued or killed while it ran; its outcome is dropped"
+                    );
+                }
             }
         }
         Err(e) => tracing::error!(
@@ -113,9 +115,9 @@ async fn write_logged(db: &Db, done: &[DoneJob]) {
     }
 }
 
-async fn write(db: &Db, done: &[DoneJob]) -> Result<std::collections::HashSet<String>, StoreError> {
+async fn write(db: &Db, done: &[DoneJob]) -> Result<HashSet<String>, StoreError> {
     let mut tx = db.begin().await?;
     let held = jobs::finish_done_jobs(&mut tx, done).await?;
     tx.commit().await?;
-    Ok(held.into_iter().collect())
+    Ok(held)
 }

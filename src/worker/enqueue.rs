@@ -70,8 +70,9 @@ pub async fn enqueue_envelope(
 }
 
 /// Enqueues `job` under the id `id` chosen by the caller, whose dedup key is new: it names
-/// a row inserted in the same transaction (the receiver's delivery, which records `id`
-/// first). Saves the statements that dedup against earlier jobs.
+/// a row inserted in the same transaction (the receiver's delivery on SQLite, which records `id`
+/// first; on Postgres the receiver inserts both in one statement, `insert_delivery_with_job_pg`).
+/// Saves the statements that dedup against earlier jobs.
 pub async fn enqueue_fresh<J: Job>(
     tx: &mut Tx,
     job: &J,
