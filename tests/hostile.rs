@@ -874,8 +874,11 @@ fn send_raw(host: &str, request: &str) -> u16 {
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     let _ = s.write_all(request.as_bytes());
-    if !request.contains("Content-Length: 100") {
-        // A finished request: the client closes its side, as a real one would.
+    if request.contains("Content-Length: 5\r\n") {
+        // The body is shorter than it says: end it, so the server sees the lie at EOF.
+        // Complete requests are not half-closed: hyper (half_close off, axum's default)
+        // drops a connection whose client half-closed while the handler still runs, so
+        // the answer would depend on timing (seen once in CI: no answer to a 401).
         let _ = s.shutdown(std::net::Shutdown::Write);
     }
     let mut buf = Vec::new();
