@@ -149,7 +149,11 @@ impl Settings {
         if on_disk.exists() {
             fig = fig.merge(Toml::file(on_disk));
         }
-        if let Ok(env) = std::env::var("ISSUESYNC_ENV") {
+        // Set but empty (an `ISSUESYNC_ENV=` line in an env file) means unset.
+        if let Some(env) = std::env::var("ISSUESYNC_ENV")
+            .ok()
+            .filter(|e| !e.trim().is_empty())
+        {
             let p = PathBuf::from(format!("config/{env}.toml"));
             if !p.exists() {
                 return Err(ConfigError::Read {
