@@ -32,6 +32,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub queue: QueueSettings,
     pub discord: DiscordSettings,
+    #[serde(default)]
+    pub jira_server: JiraServerSettings,
     /// Provider requests per second, per integration, by provider key.
     pub rate_limit: std::collections::HashMap<String, u32>,
 }
@@ -90,6 +92,21 @@ pub struct DiscordSettings {
     pub inline_budget_ms: u64,
     /// Requests whose signed timestamp is further than this from our clock are refused.
     pub max_timestamp_skew_secs: i64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct JiraServerSettings {
+    /// Name of the webhook an install registers; Sentry's, so that Jira admins who know
+    /// Sentry's integration recognise it.
+    pub webhook_name: String,
+}
+
+impl Default for JiraServerSettings {
+    fn default() -> Self {
+        JiraServerSettings {
+            webhook_name: "Sentry Issue Sync".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -210,7 +210,7 @@ pub async fn install_jira_server(
         .map_err(|e| InstallError::Invalid(format!("cannot sign the webhook token: {e}")))?;
     let base = req.url.trim_end_matches('/');
     let body = json!({
-        "name": "issuesync issue sync",
+        "name": state.settings.jira_server.webhook_name,
         "url": format!("{}/extensions/jira-server/issue-updated/{token}/", state.settings.public_url.trim_end_matches('/')),
         "events": ["jira:issue_created", "jira:issue_updated"],
     });
