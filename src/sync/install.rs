@@ -219,8 +219,9 @@ pub async fn install_jira_server(
         private_key_pem: req.private_key.clone(),
         access_token: req.access_token.clone(),
     };
-    let request =
+    let mut request =
         Request::new(Method::POST, format!("{base}/rest/webhooks/1.0/webhook")).json(&body);
+    request.verify_tls = req.verify_ssl;
     let resp = state.http.send(&auth, &request).await.map_err(|e| {
         match provider_error("Could not create issue webhook in Jira", e) {
             InstallError::Refused(m) => {
