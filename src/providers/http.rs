@@ -294,26 +294,42 @@ impl Http {
         auth: &Auth,
         req: &Request<'_>,
     ) -> Result<Value, ApiError> {
-        let url = with_query(&req.url, &req.query);
-        let key = format!(
-            "issuesync:provider:{integration_id}:{}",
-            hex::encode(Sha256::digest(url.as_bytes()))
-        );
-        if let Ok(Some(hit)) = self.kv.get(&key).await
-            && let Ok(v) = serde_json::from_str(&hit)
-        {
-            return Ok(v);
+        if let Some(hit) = self.cached(integration_id, req).await {
+            return Ok(hit);
         }
         let resp = self.send(auth, req).await?;
+        self.cache(integration_id, req, &resp.json).await;
+        Ok(resp.json)
+    }
+
+    /// The cached answer of a GET, if any.
+    pub async fn cached(&self, integration_id: i64, req: &Request<'_>) -> Option<Value> {
+        let hit = self.kv.get(&cache_key(integration_id, req)).await.ok()??;
+        serde_json::from_str(&hit).ok()
+    }
+
+    /// Caches the answer of a GET for [`CACHE_TTL`]; a cache failure is only logged.
+    pub async fn cache(&self, integration_id: i64, req: &Request<'_>, answer: &Value) {
         if let Err(e) = self
             .kv
-            .set_ex(&key, &resp.json.to_string(), CACHE_TTL)
+            .set_ex(
+                &cache_key(integration_id, req),
+                &answer.to_string(),
+                CACHE_TTL,
+            )
             .await
         {
             tracing::warn!(error = %e, "provider cache unavailable");
         }
-        Ok(resp.json)
     }
+}
+
+fn cache_key(integration_id: i64, req: &Request<'_>) -> String {
+    let url = with_query(&req.url, &req.query);
+    format!(
+        "issuesync:provider:{integration_id}:{}",
+        hex::encode(Sha256::digest(url.as_bytes()))
+    )
 }
 
 fn without_url(e: &reqwest::Error) -> String {
