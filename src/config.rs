@@ -32,6 +32,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub queue: QueueSettings,
     pub discord: DiscordSettings,
+    #[serde(default)]
+    pub jira_server: JiraServerSettings,
     /// Provider requests per second, per integration, by provider key.
     pub rate_limit: std::collections::HashMap<String, u32>,
 }
@@ -93,6 +95,21 @@ pub struct DiscordSettings {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct JiraServerSettings {
+    /// Name of the webhook an install registers; Sentry's, so that Jira admins who know
+    /// Sentry's integration recognise it.
+    pub webhook_name: String,
+}
+
+impl Default for JiraServerSettings {
+    fn default() -> Self {
+        JiraServerSettings {
+            webhook_name: "Sentry Issue Sync".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct DatabaseSettings {
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
@@ -149,7 +166,11 @@ impl Settings {
         if on_disk.exists() {
             fig = fig.merge(Toml::file(on_disk));
         }
-        if let Ok(env) = std::env::var("ISSUESYNC_ENV") {
+        // Set but empty (an `ISSUESYNC_ENV=` line in an env file) means unset.
+        if let Some(env) = std::env::var("ISSUESYNC_ENV")
+            .ok()
+            .filter(|e| !e.trim().is_empty())
+        {
             let p = PathBuf::from(format!("config/{env}.toml"));
             if !p.exists() {
                 return Err(ConfigError::Read {

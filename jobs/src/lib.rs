@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub mod discord_interaction;
-pub mod install_subscription;
 pub mod invalidate_project_caches;
 pub mod noop;
 pub mod process_webhook;
@@ -79,12 +78,14 @@ impl Envelope {
     }
 }
 
-/// Name, queue, max attempts and timeout of every kind, for validation and the operator surface.
+/// Name, queue, max attempts, timeout and coalescing of every kind, for validation, the admin
+/// API's enqueue and the operator surface.
 pub struct KindInfo {
     pub name: &'static str,
     pub queue: &'static str,
     pub max_attempts: u32,
     pub timeout_secs: u64,
+    pub coalesce: bool,
 }
 
 const fn info<J: Job>() -> KindInfo {
@@ -93,6 +94,7 @@ const fn info<J: Job>() -> KindInfo {
         queue: J::QUEUE,
         max_attempts: J::MAX_ATTEMPTS,
         timeout_secs: J::TIMEOUT_SECS,
+        coalesce: J::COALESCE,
     }
 }
 
@@ -104,7 +106,6 @@ pub const KINDS: &[KindInfo] = &[
     info::<sync_status_outbound::SyncStatusOutbound>(),
     info::<sync_assignee_outbound::SyncAssigneeOutbound>(),
     info::<invalidate_project_caches::InvalidateProjectCaches>(),
-    info::<install_subscription::InstallSubscription>(),
     info::<purge_jobs::PurgeJobs>(),
     info::<noop::Noop>(),
 ];
@@ -143,7 +144,6 @@ pub fn validate(env: &Envelope) -> Result<&'static KindInfo, String> {
         "invalidate_project_caches" => {
             check::<invalidate_project_caches::InvalidateProjectCaches>(env)
         }
-        "install_subscription" => check::<install_subscription::InstallSubscription>(env),
         "purge_jobs" => check::<purge_jobs::PurgeJobs>(env),
         "noop" => check::<noop::Noop>(env),
         other => Err(format!("unknown job kind {other:?}")),
@@ -164,7 +164,6 @@ pub fn dedup_key_of(env: &Envelope) -> Option<String> {
         "invalidate_project_caches" => {
             key::<invalidate_project_caches::InvalidateProjectCaches>(env)
         }
-        "install_subscription" => key::<install_subscription::InstallSubscription>(env),
         "purge_jobs" => key::<purge_jobs::PurgeJobs>(env),
         "noop" => key::<noop::Noop>(env),
         _ => None,

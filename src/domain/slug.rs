@@ -1,6 +1,7 @@
 //! Slugs as Sentry's `slugify_instance` makes them (spec §10).
 
 use rand::Rng;
+use unicode_normalization::UnicodeNormalization;
 
 pub const PROJECT_SLUG_MAX_LENGTH: usize = 50;
 
@@ -31,28 +32,36 @@ const SUFFIX_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456790";
 /// (suffix length, tries) in the order Sentry tries them: 28 tries in all.
 pub const SUFFIX_PLAN: &[(usize, usize)] = &[(2, 2), (3, 5), (5, 20), (12, 1)];
 
-/// Django's `slugify` (allow_unicode=False). Hand-written because the `slug` crate maps
-/// punctuation to '-' where Django drops it, and slugs must match the main product's.
+/// Django's `slugify` (allow_unicode=False): NFKD, drop what is not ASCII (no
+/// transliteration: "ß" goes, "é" becomes "e"), lower-case, keep word characters, whitespace
+/// and '-', turn runs of '-' and whitespace into one '-', strip '-' and '_' at both ends.
+/// Hand-written because the `slug` crate maps punctuation to '-' where Django drops it, and
+/// slugs must match the main product's.
 pub fn django_slugify(value: &str) -> String {
-    let ascii = deunicode::deunicode(value).to_lowercase();
-    let kept: String = ascii
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || c.is_whitespace())
+    let ascii: String = value
+        .nfkd()
+        .filter(char::is_ascii)
+        .map(|c| c.to_ascii_lowercase())
         .collect();
-    let mut out = String::with_capacity(kept.len());
+    let mut out = String::with_capacity(ascii.len());
     let mut in_run = false;
-    for c in kept.chars() {
-        if c == '-' || c.is_whitespace() {
+    for c in ascii.chars() {
+        if c == '-' || is_python_space(c) {
             if !in_run {
                 out.push('-');
             }
             in_run = true;
-        } else {
+        } else if c.is_ascii_alphanumeric() || c == '_' {
             out.push(c);
             in_run = false;
         }
     }
     out.trim_matches(|c| c == '-' || c == '_').to_string()
+}
+
+/// Python's `\s` on ASCII: Rust's whitespace plus the separators U+001C..U+001F.
+fn is_python_space(c: char) -> bool {
+    c.is_ascii_whitespace() || matches!(c, '\x0b' | '\x1c'..='\x1f')
 }
 
 /// The base slug of a name: slugify, cut to `max_len`, strip '-', or 12 random hex when the
@@ -111,6 +120,27 @@ pub fn candidates(base: &str, max_len: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Django's own `test_slugify` inputs and more, with the output of Django's `slugify`
+    /// (see `source` in the fixture).
+    #[test]
+    fn slugify_matches_the_django_vectors() {
+        let fixture: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/django_slugify_vectors.json"
+        ))
+        .unwrap_or_default();
+        let vectors = fixture["vectors"].as_array().cloned().unwrap_or_default();
+        assert!(vectors.len() > 40);
+        let wrong: Vec<String> = vectors
+            .iter()
+            .filter_map(|v| {
+                let (input, expected) = (v[0].as_str()?, v[1].as_str()?);
+                let got = django_slugify(input);
+                (got != expected).then(|| format!("{input:?}: {got:?}, Django {expected:?}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
 
     #[test]
     fn slugify_like_django() {

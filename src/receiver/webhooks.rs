@@ -221,17 +221,27 @@ async fn insert_with_job_pg(
     job_id: &str,
 ) -> ApiResult<Option<i64>> {
     use issuesync_jobs::{Envelope, Job};
-    let envelope = Envelope::of(&ProcessWebhook { delivery_id: 0 })
-        .and_then(serde_json::to_value)
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot encode the process_webhook job");
-            ApiError::internal()
-        })?;
+    // The delivery id exists only inside the statement: serialize with a marker id and
+    // let the statement put the real one in its place.
+    const MARKER: i64 = i64::MIN;
+    let encoded = Envelope::of(&ProcessWebhook {
+        delivery_id: MARKER,
+    })
+    .and_then(|e| serde_json::to_string(&e))
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot encode the process_webhook job");
+        ApiError::internal()
+    })?;
+    let Some((head, tail)) = encoded.split_once(&MARKER.to_string()) else {
+        tracing::error!("the process_webhook envelope has no delivery id");
+        return Err(ApiError::internal());
+    };
     let job = deliveries::DeliveryJob {
         id: job_id,
         queue: ProcessWebhook::QUEUE,
         max_attempts: i32::try_from(ProcessWebhook::MAX_ATTEMPTS).unwrap_or(i32::MAX),
-        envelope: &envelope,
+        envelope_head: head,
+        envelope_tail: tail,
         dedup_prefix: ProcessWebhook::DEDUP_PREFIX,
     };
     let inserted =

@@ -106,8 +106,11 @@ pub struct DeliveryJob<'a> {
     pub id: &'a str,
     pub queue: &'a str,
     pub max_attempts: i32,
-    /// The job's envelope with any `args.delivery_id`; the statement sets the real one.
-    pub envelope: &'a serde_json::Value,
+    /// The serialized envelope before and after its delivery id: the statement puts the
+    /// new delivery's id between them, so the stored bytes are those `serde_json::to_vec`
+    /// makes of the envelope (one form for every job, which the job-kind filter relies on).
+    pub envelope_head: &'a str,
+    pub envelope_tail: &'a str,
     /// The job's dedup key is this followed by the delivery id.
     pub dedup_prefix: &'a str,
 }
@@ -127,7 +130,7 @@ pub async fn insert_delivery_with_job_pg(
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (provider, delivery_key) DO NOTHING RETURNING id), \
          j AS (\
            INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key) \
-           SELECT $7, $8, convert_to(jsonb_set($9::jsonb, '{args,delivery_id}', to_jsonb(d.id))::text, 'UTF8'), \
+           SELECT $7, $8, convert_to($9 || d.id::text || $12, 'UTF8'), \
                   'Pending', 0, $10, now(), 0, $11 || d.id FROM d) \
          SELECT id FROM d",
     )
@@ -139,9 +142,10 @@ pub async fn insert_delivery_with_job_pg(
     .bind(d.body)
     .bind(job.id)
     .bind(job.queue)
-    .bind(Json(job.envelope))
+    .bind(job.envelope_head)
     .bind(job.max_attempts)
     .bind(job.dedup_prefix)
+    .bind(job.envelope_tail)
     .fetch_optional(pool)
     .await?)
 }

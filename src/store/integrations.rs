@@ -124,6 +124,40 @@ pub async fn update_integration(
     .await)?)
 }
 
+/// Merges `tokens` (new OAuth tokens and their `expires`) into the integration's metadata in one
+/// statement, only while its `refresh_token` is still `used`: a refresh token is single-use, so
+/// a second refresh of the same one must not overwrite the first. False when it had changed.
+pub async fn save_refreshed_tokens(
+    tx: &mut Tx,
+    id: i64,
+    used: &str,
+    tokens: &serde_json::Value,
+) -> Result<bool> {
+    let n = match tx {
+        Tx::Pg(t) => sqlx::query(
+            "UPDATE integrations SET metadata = metadata || $2 \
+             WHERE id = $1 AND metadata->>'refresh_token' = $3",
+        )
+        .bind(id)
+        .bind(Json(tokens))
+        .bind(used)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+        Tx::Sqlite(t) => sqlx::query(
+            "UPDATE integrations SET metadata = json_patch(metadata, $2) \
+             WHERE id = $1 AND json_extract(metadata, '$.refresh_token') = $3",
+        )
+        .bind(id)
+        .bind(Json(tokens))
+        .bind(used)
+        .execute(&mut **t)
+        .await?
+        .rows_affected(),
+    };
+    Ok(n == 1)
+}
+
 /// Installs the integration on an organization, or replaces the config of an installation.
 pub async fn upsert_organization_integration(
     tx: &mut Tx,

@@ -460,15 +460,20 @@ fn filter_sql(d: &Dialect, f: &JobFilter, first_bind: usize) -> Result<(String, 
     } else {
         "convert_from(job, 'UTF8')"
     };
-    let mut add = |cond: String, v: String| {
-        binds.push(v);
-        conds.push(cond.replace("$?", &format!("${}", first_bind + binds.len() - 1)));
-    };
     if let Some(q) = &f.queue {
-        add("job_type = $?".into(), q.clone());
+        binds.push(q.clone());
+        conds.push(format!("job_type = ${}", first_bind + binds.len() - 1));
     }
     if let Some(n) = &f.job_name {
-        add(format!("{payload} LIKE $?"), format!("{{\"job\":\"{n}\"%"));
+        // `{"job":"kind"` is how every envelope is stored now; `{"job": "kind"` (jsonb text)
+        // is how earlier versions of the Postgres receiver stored webhook jobs.
+        binds.push(format!("{{\"job\":\"{n}\"%"));
+        binds.push(format!("{{\"job\": \"{n}\"%"));
+        let last = first_bind + binds.len() - 1;
+        conds.push(format!(
+            "({payload} LIKE ${} OR {payload} LIKE ${last})",
+            last - 1
+        ));
     }
     let patterns: Vec<&String> = f.search.iter().chain(f.search_any.iter()).collect();
     if !patterns.is_empty() {

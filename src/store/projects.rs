@@ -120,9 +120,12 @@ pub async fn user_has_project(tx: &mut Tx, user_id: i64, project_id: i64) -> Res
 }
 
 /// Deletes a project and everything that hangs off it, children first. Runs inside the
-/// caller's transaction, so a failure leaves the project whole (spec §10: cascade by hand).
+/// caller's transaction, so a failure leaves the project whole (Sentry cascades by hand too).
+/// Every table with a foreign key to `projects` or `groups` needs its line here:
+/// tests/project_delete.rs finds them in the schema catalog and fails on a missing one.
 pub async fn delete_project_cascade(tx: &mut Tx, project_id: i64) -> Result<bool> {
     const CHILDREN: &[&str] = &[
+        "DELETE FROM project_ownership WHERE project_id = $1",
         "DELETE FROM group_history WHERE project_id = $1",
         "DELETE FROM activities WHERE project_id = $1",
         "DELETE FROM group_subscriptions WHERE project_id = $1",

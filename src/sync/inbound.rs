@@ -372,6 +372,7 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
                 .and_then(Value::as_str)
                 .ok_or_else(|| JobError::Permanent("no project in the event".into()))?;
             let done = VstsClient::new(&state.http, &integration)?
+                .with_db(&state.db)
                 .done_states(project)
                 .await?;
             vsts_action(&done, new_state, old_state)

@@ -210,7 +210,7 @@ pub async fn install_jira_server(
         .map_err(|e| InstallError::Invalid(format!("cannot sign the webhook token: {e}")))?;
     let base = req.url.trim_end_matches('/');
     let body = json!({
-        "name": "issuesync issue sync",
+        "name": state.settings.jira_server.webhook_name,
         "url": format!("{}/extensions/jira-server/issue-updated/{token}/", state.settings.public_url.trim_end_matches('/')),
         "events": ["jira:issue_created", "jira:issue_updated"],
     });
@@ -219,8 +219,9 @@ pub async fn install_jira_server(
         private_key_pem: req.private_key.clone(),
         access_token: req.access_token.clone(),
     };
-    let request =
+    let mut request =
         Request::new(Method::POST, format!("{base}/rest/webhooks/1.0/webhook")).json(&body);
+    request.verify_tls = req.verify_ssl;
     let resp = state.http.send(&auth, &request).await.map_err(|e| {
         match provider_error("Could not create issue webhook in Jira", e) {
             InstallError::Refused(m) => {

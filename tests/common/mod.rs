@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod oauth;
+pub mod seed;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

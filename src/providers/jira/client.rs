@@ -64,6 +64,9 @@ impl<'a> JiraClient<'a> {
     pub fn request(&self, method: Method, path: &str) -> Request<'static> {
         let mut r = Request::new(method, format!("{}{}", self.base_url, path));
         r.limit = Some((self.integration.provider.clone(), self.integration.id));
+        // Jira Server's install option (Sentry's too); Cloud is always verified.
+        r.verify_tls = !(self.integration.provider == "jira_server"
+            && self.integration.metadata.0.get("verify_ssl") == Some(&Value::Bool(false)));
         if self.integration.provider == "jira" {
             r.extra_headers
                 .push(("x-atlassian-force-account-id", "true".into()));

@@ -3,7 +3,8 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::providers::http::{ApiError, Auth, Http, Request};
+use crate::providers::http::{ApiError, Auth, Http, Request, Response};
+use crate::providers::vsts::oauth::{self, Tokens};
 use crate::store::integrations::Integration;
 
 pub const API_VERSION: &str = "4.1";
@@ -14,27 +15,24 @@ pub const DONE_CATEGORIES: &[&str] = &["Resolved", "Completed", "Closed"];
 pub struct VstsClient<'a> {
     pub http: &'a Http,
     pub integration: &'a Integration,
-    pub auth: Auth,
     /// `https://acct.visualstudio.com/` (with a trailing slash).
     pub instance: String,
-    /// Where a refreshed token is saved; without it a 401 is final.
+    /// Where refreshed tokens are saved; without it nothing is refreshed and a 401 is final.
     db: Option<&'a crate::db::Db>,
-    refreshed: std::sync::Mutex<Option<String>>,
+    /// The current tokens: the metadata's, then the refreshed ones.
+    tokens: std::sync::Mutex<Tokens>,
 }
 
 impl<'a> VstsClient<'a> {
     pub fn new(http: &'a Http, integration: &'a Integration) -> Result<Self, ApiError> {
         let m = &integration.metadata.0;
-        let token = m
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::Permanent {
-                status: 0,
-                message: format!(
-                    "integration {} has no access_token in its metadata",
-                    integration.id
-                ),
-            })?;
+        let tokens = Tokens::from_metadata(m).ok_or_else(|| ApiError::Permanent {
+            status: 0,
+            message: format!(
+                "integration {} has no access_token in its metadata",
+                integration.id
+            ),
+        })?;
         let base = m
             .get("domain_name")
             .or_else(|| m.get("base_url"))
@@ -49,10 +47,9 @@ impl<'a> VstsClient<'a> {
         Ok(VstsClient {
             http,
             integration,
-            auth: Auth::Bearer(token.to_string()),
             instance: format!("{}/", base.trim_end_matches('/')),
             db: None,
-            refreshed: std::sync::Mutex::new(None),
+            tokens: std::sync::Mutex::new(tokens),
         })
     }
 
@@ -82,10 +79,7 @@ impl<'a> VstsClient<'a> {
                 &format!("{project}/_apis/wit/workitemtypes/{kind}/states"),
                 true,
             );
-            last = self
-                .http
-                .get_cached(self.integration.id, &self.auth, &req)
-                .await?;
+            last = self.get_cached(&req).await?;
             if last.get("count").and_then(Value::as_i64).unwrap_or(0) > 0 {
                 break;
             }
@@ -223,122 +217,87 @@ impl<'a> VstsClient<'a> {
 }
 
 impl<'a> VstsClient<'a> {
-    /// Lets a 401 refresh the token once (and save it) when the integration has a
-    /// `refresh_token` and a `token_url`.
+    /// Lets the client refresh the token (ahead of `metadata.expires`, and once on a 401) and
+    /// save the new one, when the integration has a `refresh_token`.
     pub fn with_db(mut self, db: &'a crate::db::Db) -> Self {
         self.db = Some(db);
         self
     }
 
-    fn current_auth(&self) -> Auth {
-        match self.refreshed.lock().ok().and_then(|t| t.clone()) {
-            Some(t) => Auth::Bearer(t),
-            None => self.auth.clone(),
+    fn tokens(&self) -> Tokens {
+        match self.tokens.lock() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Sends; on a 401, refreshes the token once if it can, else stops with a clear error.
-    async fn send(&self, req: &Request<'_>) -> Result<crate::providers::http::Response, ApiError> {
-        match self.http.send(&self.current_auth(), req).await {
+    /// Refreshes with the current refresh token (or takes the one another job just got).
+    async fn refresh(&self) -> Result<(), ApiError> {
+        let (Some(db), Some(used)) = (self.db, self.tokens().refresh) else {
+            return Err(ApiError::Permanent {
+                status: 401,
+                message:
+                    "the Azure DevOps token needs a refresh and no refresh token is configured"
+                        .into(),
+            });
+        };
+        let fresh = oauth::refresh(self.http, db, self.integration, &used).await?;
+        match self.tokens.lock() {
+            Ok(mut t) => *t = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    fn can_refresh(&self) -> bool {
+        self.db.is_some() && self.tokens().refresh.is_some()
+    }
+
+    /// Runs `call` with a fresh token: refreshed first when it expires within the margin (as
+    /// Sentry checks `expires` before each request), and once more on a 401 when the token
+    /// was not just refreshed. Every request of this client goes through here.
+    async fn authorized<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
+    where
+        F: Fn(Auth) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let mut refreshed = false;
+        if self.can_refresh() && self.tokens().expiring(crate::now_ms() / 1000) {
+            self.refresh().await?;
+            refreshed = true;
+        }
+        match call(Auth::Bearer(self.tokens().access)).await {
             Err(ApiError::Permanent {
                 status: 401,
                 message,
-            }) => {
-                let m = &self.integration.metadata.0;
-                let (Some(db), Some(refresh), Some(url)) = (
-                    self.db,
-                    m.get("refresh_token").and_then(Value::as_str),
-                    m.get("token_url").and_then(Value::as_str),
-                ) else {
+            }) if !refreshed => {
+                if !self.can_refresh() {
                     return Err(ApiError::Permanent {
                         status: 401,
                         message: format!(
                             "Azure DevOps refused the access token and no refresh token is configured: {message}"
                         ),
                     });
-                };
-                let token = self.refresh(db, refresh, url).await?;
-                if let Ok(mut t) = self.refreshed.lock() {
-                    *t = Some(token);
                 }
-                self.http.send(&self.current_auth(), req).await
+                self.refresh().await?;
+                call(Auth::Bearer(self.tokens().access)).await
             }
             other => other,
         }
     }
 
-    /// OAuth 2 refresh-token grant; the new tokens are saved in the integration's metadata.
-    async fn refresh(
-        &self,
-        db: &crate::db::Db,
-        refresh_token: &str,
-        url: &str,
-    ) -> Result<String, ApiError> {
-        let m = &self.integration.metadata.0;
-        let mut form = vec![
-            ("grant_type", "refresh_token".to_string()),
-            ("refresh_token", refresh_token.to_string()),
-        ];
-        for k in ["client_id", "client_secret"] {
-            if let Some(v) = m.get(k).and_then(Value::as_str) {
-                form.push((k, v.to_string()));
-            }
-        }
-        let resp = self
-            .http
-            .client
-            .post(url)
-            .form(&form)
-            .send()
+    async fn send(&self, req: &Request<'_>) -> Result<Response, ApiError> {
+        self.authorized(|auth| async move { self.http.send(&auth, req).await })
             .await
-            .map_err(|e| {
-                ApiError::Transient(format!("token refresh failed: {}", e.without_url()))
-            })?;
-        if !resp.status().is_success() {
-            return Err(ApiError::Permanent {
-                status: 401,
-                message: format!("token refresh was refused with {}", resp.status().as_u16()),
-            });
+    }
+
+    /// A GET through the 240 s cache; the token is checked only when the cache misses.
+    async fn get_cached(&self, req: &Request<'_>) -> Result<Value, ApiError> {
+        if let Some(hit) = self.http.cached(self.integration.id, req).await {
+            return Ok(hit);
         }
-        let v: Value = resp.json().await.map_err(|e| {
-            ApiError::Transient(format!("token refresh answer: {}", e.without_url()))
-        })?;
-        let token = v
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::Permanent {
-                status: 401,
-                message: "token refresh answer has no access_token".into(),
-            })?
-            .to_string();
-        let mut metadata = m.clone();
-        if let Some(o) = metadata.as_object_mut() {
-            o.insert("access_token".into(), Value::String(token.clone()));
-            if let Some(r) = v.get("refresh_token").and_then(Value::as_str) {
-                o.insert("refresh_token".into(), Value::String(r.to_string()));
-            }
-        }
-        let saved = async {
-            let mut tx = db.begin().await?;
-            crate::store::integrations::update_integration(
-                &mut tx,
-                self.integration.id,
-                &self.integration.name,
-                &metadata,
-                self.integration.status,
-            )
-            .await?;
-            tx.commit().await?;
-            Ok::<_, crate::store::StoreError>(())
-        }
-        .await;
-        if let Err(e) = saved {
-            tracing::warn!(error = %e, integration_id = self.integration.id, "cannot save the refreshed token");
-        }
-        tracing::info!(
-            integration_id = self.integration.id,
-            "Azure DevOps token refreshed"
-        );
-        Ok(token)
+        let resp = self.send(req).await?;
+        self.http.cache(self.integration.id, req, &resp.json).await;
+        Ok(resp.json)
     }
 }

@@ -104,7 +104,7 @@ async fn create(
         &env,
         issuesync_jobs::dedup_key_of(&env),
         run_at,
-        false,
+        kind.coalesce,
     )
     .await?;
     tx.commit().await?;

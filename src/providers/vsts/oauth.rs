@@ -1,0 +1,317 @@
+//! Azure DevOps OAuth: the tokens an integration holds, the refresh request its metadata asks
+//! for (`oauth_flow`), and a refresh that concurrent jobs never repeat with the same refresh
+//! token (they are single-use: the second use would be refused, or revoke the first's).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::db::Db;
+use crate::providers::http::{ApiError, Http};
+use crate::store::integrations::{self, Integration};
+
+/// Azure DevOps' own OAuth endpoint, the one Sentry's integration refreshes at.
+pub const VSSPS_TOKEN_URL: &str = "https://app.vssps.visualstudio.com/oauth2/token";
+/// Microsoft Entra ID (the identity platform newer Azure DevOps apps use).
+pub const ENTRA_TOKEN_URL: &str = "https://login.microsoftonline.com/common/oauth2/v2.0/token";
+/// A token is refreshed this long before `expires`. Sentry refreshes when `expires <= now`;
+/// the margin keeps a token from expiring between our check and the provider's.
+pub const REFRESH_MARGIN_SECS: i64 = 60;
+/// The refresh request's own timeout, below the lock's lifetime.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the per-integration refresh lock lives, and how long another job waits for it.
+const LOCK_TTL: Duration = Duration::from_secs(30);
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A refresh request: the token endpoint and the form fields.
+pub type RefreshRequest = (String, Vec<(&'static str, String)>);
+
+/// The tokens in an integration's metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: Option<String>,
+    /// Unix seconds (Sentry's `expires`); unknown when absent.
+    pub expires: Option<i64>,
+}
+
+impl Tokens {
+    pub fn from_metadata(m: &Value) -> Option<Tokens> {
+        Some(Tokens {
+            access: m.get("access_token")?.as_str()?.to_string(),
+            refresh: m
+                .get("refresh_token")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string),
+            expires: m.get("expires").and_then(seconds),
+        })
+    }
+
+    /// Expired, or about to: refresh before using it.
+    pub fn expiring(&self, now: i64) -> bool {
+        self.expires
+            .is_some_and(|e| e <= now.saturating_add(REFRESH_MARGIN_SECS))
+    }
+}
+
+/// A number, or a number in a string (the vssps endpoint answers `"expires_in": "3599"`).
+fn seconds(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())
+}
+
+fn permanent(message: impl Into<String>) -> ApiError {
+    ApiError::Permanent {
+        status: 401,
+        message: message.into(),
+    }
+}
+
+/// The refresh request of the integration's `oauth_flow`: its URL and form fields.
+/// * `entra` (default): `grant_type=refresh_token`, `refresh_token`, and `client_id` /
+///   `client_secret` when set, to `token_url` (default: Entra's common endpoint);
+/// * `vssps`: Azure DevOps' own form, as Sentry's integration sends it:
+///   `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`,
+///   `client_assertion=<client_secret>`, `grant_type=refresh_token`, `assertion=<refresh token>`,
+///   `redirect_uri`, to `token_url` (default: app.vssps.visualstudio.com).
+pub fn refresh_request(m: &Value, refresh_token: &str) -> Result<RefreshRequest, ApiError> {
+    let get = |k: &str| m.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let url = |default: &str| get("token_url").unwrap_or(default).to_string();
+    match get("oauth_flow").unwrap_or("entra") {
+        "entra" => {
+            let mut form = vec![
+                ("grant_type", "refresh_token".to_string()),
+                ("refresh_token", refresh_token.to_string()),
+            ];
+            for k in ["client_id", "client_secret"] {
+                if let Some(v) = get(k) {
+                    form.push((k, v.to_string()));
+                }
+            }
+            Ok((url(ENTRA_TOKEN_URL), form))
+        }
+        "vssps" => {
+            let secret = get("client_secret").ok_or_else(|| {
+                permanent("the vssps OAuth flow needs metadata.client_secret (the app secret)")
+            })?;
+            let redirect = get("redirect_uri").ok_or_else(|| {
+                permanent(
+                    "the vssps OAuth flow needs metadata.redirect_uri (the app's callback URL)",
+                )
+            })?;
+            Ok((
+                url(VSSPS_TOKEN_URL),
+                vec![
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                    ),
+                    ("client_assertion", secret.to_string()),
+                    ("grant_type", "refresh_token".into()),
+                    ("assertion", refresh_token.to_string()),
+                    ("redirect_uri", redirect.to_string()),
+                ],
+            ))
+        }
+        other => Err(permanent(format!(
+            "metadata.oauth_flow must be \"entra\" or \"vssps\", not {other:?}"
+        ))),
+    }
+}
+
+/// The tokens of a token endpoint's answer; a missing `refresh_token` keeps `used`.
+pub fn parse_answer(v: &Value, used: &str, now: i64) -> Result<Tokens, ApiError> {
+    let access = v
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| permanent("the token refresh answer has no access_token"))?;
+    Ok(Tokens {
+        access: access.to_string(),
+        refresh: Some(
+            v.get("refresh_token")
+                .and_then(Value::as_str)
+                .unwrap_or(used)
+                .to_string(),
+        ),
+        expires: v
+            .get("expires_in")
+            .and_then(seconds)
+            .map(|s| now.saturating_add(s)),
+    })
+}
+
+/// Refreshes the tokens that `used` belongs to, at most once per refresh token across jobs and
+/// processes: under a per-integration lock, the stored metadata is read again, and when another
+/// job refreshed meanwhile its tokens are returned instead of refreshing again. The new tokens
+/// and `expires` are saved in one write, only if the stored refresh token is still `used`.
+pub async fn refresh(
+    http: &Http,
+    db: &Db,
+    integration: &Integration,
+    used: &str,
+) -> Result<Tokens, ApiError> {
+    let key = format!("issuesync:vsts-token-refresh:{}", integration.id);
+    let guard = http
+        .kv
+        .lock(&key, LOCK_TTL, LOCK_WAIT)
+        .await
+        .map_err(|e| ApiError::Transient(format!("cannot take the token refresh lock: {e}")))?
+        .ok_or_else(|| {
+            ApiError::Transient(format!(
+                "another job is still refreshing the token of integration {}",
+                integration.id
+            ))
+        })?;
+    let result = refresh_locked(http, db, integration, used).await;
+    if let Err(e) = http.kv.release(guard).await {
+        tracing::warn!(error = %e, integration_id = integration.id, "cannot release the token refresh lock");
+    }
+    result
+}
+
+async fn refresh_locked(
+    http: &Http,
+    db: &Db,
+    integration: &Integration,
+    used: &str,
+) -> Result<Tokens, ApiError> {
+    let unavailable = |e: crate::store::StoreError| ApiError::Transient(e.to_string());
+    let stored = {
+        let mut tx = db.begin().await.map_err(|e| unavailable(e.into()))?;
+        integrations::find_integration(&mut tx, integration.id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| permanent(format!("integration {} is gone", integration.id)))?
+    };
+    let current = Tokens::from_metadata(&stored.metadata.0);
+    if let Some(t) = current.filter(|t| t.refresh.as_deref() != Some(used)) {
+        tracing::info!(
+            integration_id = integration.id,
+            "Azure DevOps token was refreshed by another job"
+        );
+        return Ok(t);
+    }
+    let (url, form) = refresh_request(&stored.metadata.0, used)?;
+    let resp = http
+        .client
+        .post(&url)
+        .timeout(REFRESH_TIMEOUT)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| ApiError::Transient(format!("token refresh failed: {}", e.without_url())))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(ApiError::Transient(format!(
+            "token refresh answered {}",
+            status.as_u16()
+        )));
+    }
+    if !status.is_success() {
+        // Only the OAuth error code: the description may echo what we sent.
+        let code = body.get("error").and_then(Value::as_str).unwrap_or("");
+        return Err(permanent(format!(
+            "token refresh was refused with {} {code}",
+            status.as_u16()
+        )));
+    }
+    let tokens = parse_answer(&body, used, crate::now_ms() / 1000)?;
+    let patch = json!({
+        "access_token": tokens.access,
+        "refresh_token": tokens.refresh,
+        "expires": tokens.expires,
+    });
+    let saved = async {
+        let mut tx = db.begin_write().await?;
+        let saved =
+            integrations::save_refreshed_tokens(&mut tx, integration.id, used, &patch).await?;
+        tx.commit().await?;
+        Ok::<_, crate::store::StoreError>(saved)
+    }
+    .await;
+    match saved {
+        Ok(true) => tracing::info!(
+            integration_id = integration.id,
+            "Azure DevOps token refreshed"
+        ),
+        Ok(false) => tracing::warn!(
+            integration_id = integration.id,
+            "Azure DevOps token refreshed, but another refresh was saved first; keeping that one"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, integration_id = integration.id, "cannot save the refreshed token")
+        }
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vssps_form_is_azure_devops_own() {
+        let m = json!({"oauth_flow": "vssps", "client_secret": "app-secret",
+                       "redirect_uri": "https://tracker.example.com/extensions/vsts/setup/"});
+        let (url, form) = refresh_request(&m, "r1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(url, VSSPS_TOKEN_URL);
+        assert_eq!(
+            form,
+            [
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()
+                ),
+                ("client_assertion", "app-secret".into()),
+                ("grant_type", "refresh_token".into()),
+                ("assertion", "r1".into()),
+                (
+                    "redirect_uri",
+                    "https://tracker.example.com/extensions/vsts/setup/".into()
+                ),
+            ]
+        );
+        assert!(refresh_request(&json!({"oauth_flow": "vssps"}), "r1").is_err());
+        assert!(refresh_request(&json!({"oauth_flow": "other"}), "r1").is_err());
+    }
+
+    #[test]
+    fn entra_is_the_default() {
+        let (url, form) =
+            refresh_request(&json!({"client_id": "c"}), "r1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(url, ENTRA_TOKEN_URL);
+        assert_eq!(
+            form,
+            [
+                ("grant_type", "refresh_token".to_string()),
+                ("refresh_token", "r1".into()),
+                ("client_id", "c".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn answers_and_expiry() {
+        let t = parse_answer(
+            &json!({"access_token": "a", "expires_in": "3599"}),
+            "r1",
+            1000,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t,
+            Tokens {
+                access: "a".into(),
+                refresh: Some("r1".into()),
+                expires: Some(4599)
+            }
+        );
+        assert!(!t.expiring(4599 - REFRESH_MARGIN_SECS - 1));
+        assert!(t.expiring(4599 - REFRESH_MARGIN_SECS));
+        assert!(parse_answer(&json!({"error": "invalid_grant"}), "r1", 0).is_err());
+        let unknown = Tokens::from_metadata(&json!({"access_token": "a"}));
+        assert!(unknown.is_some_and(|t| !t.expiring(i64::MAX)));
+    }
+}

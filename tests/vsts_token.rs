@@ -1,0 +1,371 @@
+//! Azure DevOps access tokens: refreshed ahead of `metadata.expires` on the inbound and the
+//! outbound path, in the form of the integration's OAuth flow, and only once when several jobs
+//! find the token expired at the same time (refresh tokens are single-use). The real app
+//! receives webhooks and runs the jobs; the token endpoint and ADO are wiremock servers.
+
+mod common;
+
+use common::TestApp;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const COLLECTION: &str = "80ded3e8-3cd3-43b1-9f96-52032624aa3a";
+const ADO_SECRET: &str = "3f1c9a0e5b7d2c4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
+const STATES: &str = "/c0bf429a-c03c-4a99-9336-d45be74db5a6/_apis/wit/workitemtypes/Bug/states";
+
+sqlite_and_pg_redis_tests!(
+    expired_token_is_refreshed_before_the_inbound_states_call,
+    vssps_flow_sends_the_azure_devops_refresh_form,
+    concurrent_jobs_with_an_expired_token_refresh_once,
+);
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
+}
+
+struct World {
+    org: i64,
+    project: i64,
+    vsts: i64,
+    mock: MockServer,
+}
+
+/// An organization with a project, and an ADO integration whose access token expired 10 s ago.
+async fn world(app: &TestApp, oauth: Value) -> World {
+    let mock = MockServer::start().await;
+    let common::seed::Seed { org, project, .. } = common::seed::org_team_project_member(app).await;
+    let mut metadata = json!({
+        "domain_name": format!("{}/", mock.uri()), "access_token": "old-token", "refresh_token": "r1",
+        "expires": chrono::Utc::now().timestamp() - 10,
+        "token_url": format!("{}/oauth2/token", mock.uri()),
+        "subscription": {"id": "sub1", "secret": ADO_SECRET},
+    });
+    for (k, v) in oauth.as_object().unwrap() {
+        metadata[k] = v.clone();
+    }
+    let vsts = app
+        .create(
+            "/integrations",
+            json!({"provider": "vsts", "external_id": COLLECTION, "name": "laurynsentry", "metadata": metadata}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let (s, _) = app
+        .api(
+            reqwest::Method::PUT,
+            &format!("/integrations/{vsts}/organizations/{org}"),
+            Some(json!({"config": {"sync_status_reverse": true, "sync_forward_assignment": true}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    // The old token is refused everywhere; the new one is accepted.
+    Mock::given(header("authorization", "Bearer old-token"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(STATES))
+        .and(header("authorization", "Bearer new-token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("vsts_work_item_states_response.json")),
+        )
+        .mount(&mock)
+        .await;
+    World {
+        org,
+        project,
+        vsts,
+        mock,
+    }
+}
+
+impl World {
+    /// An unresolved group linked to work item `key`.
+    async fn group(&self, app: &TestApp, key: &str) -> i64 {
+        let g = app
+            .create(
+                &format!("/projects/{}/groups", self.project),
+                json!({"title": format!("ADO {key}")}),
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        app.create("/external-issues", json!({"organization_id": self.org, "integration_id": self.vsts, "key": key, "group_ids": [g]})).await;
+        g
+    }
+
+    async fn requests(&self, method_name: &str, path_str: &str) -> Vec<Request> {
+        self.mock
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.method.as_str() == method_name && r.url.path() == path_str)
+            .collect()
+    }
+}
+
+/// The token endpoint: answers new tokens (after `delay_ms`).
+async fn mount_token_endpoint(w: &World, delay_ms: u64) {
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "new-token", "refresh_token": "r2", "expires_in": 3599, "token_type": "bearer"}))
+                .set_delay(std::time::Duration::from_millis(delay_ms)),
+        )
+        .mount(&w.mock)
+        .await;
+}
+
+/// A work item's state change Active → Resolved (rev 4).
+fn resolved_event(work_item: i64, notification: &str) -> Value {
+    let mut v = fixture("vsts_workitem_updated_state_change.json");
+    v["id"] = json!(notification);
+    v["resource"]["workItemId"] = json!(work_item);
+    v["resource"]["rev"] = json!(4);
+    v["resource"]["fields"]["System.State"] = json!({"oldValue": "Active", "newValue": "Resolved"});
+    v
+}
+
+async fn post_vsts(app: &TestApp, body: &Value) {
+    let r = app
+        .client
+        .post(app.url("/extensions/vsts/issue-updated/"))
+        .header("shared-secret", ADO_SECRET)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The fields of a form-encoded body (decoded as a URL query, which is the same encoding).
+fn form(r: &Request) -> std::collections::BTreeMap<String, String> {
+    let body = String::from_utf8_lossy(&r.body);
+    reqwest::Url::parse(&format!("http://x/?{body}"))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// Enqueues the outbound unassign of the group's work item, as the sync would.
+async fn enqueue_unassign(app: &TestApp, group: i64) {
+    let mut tx = app.state.db.begin().await.unwrap();
+    let issue = issuesync::store::external::list_group_external_issues(&mut tx, group)
+        .await
+        .unwrap()[0]
+        .id;
+    drop(tx);
+    app.enqueue(
+        &issuesync_jobs::sync_assignee_outbound::SyncAssigneeOutbound {
+            external_issue_id: issue,
+            group_id: Some(group),
+            user_id: None,
+            assign: false,
+            source_integration_id: None,
+        },
+    )
+    .await;
+}
+
+async fn status(app: &TestApp, group: i64) -> i64 {
+    app.get(&format!("/groups/{group}")).await.1["status"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn stored_metadata(app: &TestApp, id: i64) -> Value {
+    let mut tx = app.state.db.begin().await.unwrap();
+    issuesync::store::integrations::find_integration(&mut tx, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .metadata
+        .0
+}
+
+async fn expired_token_is_refreshed_before_the_inbound_states_call(app: TestApp) {
+    let w = world(
+        &app,
+        json!({"client_id": "app-id", "client_secret": "app-secret"}),
+    )
+    .await;
+    mount_token_endpoint(&w, 0).await;
+    let g = w.group(&app, "33").await;
+    let _workers = app.start_workers();
+    post_vsts(&app, &resolved_event(33, "n-1")).await;
+    app.drain().await;
+
+    assert_eq!(
+        status(&app, g).await,
+        1,
+        "the inbound status change was not applied"
+    );
+    let states = w.requests("GET", STATES).await;
+    assert!(!states.is_empty());
+    assert!(
+        states
+            .iter()
+            .all(|r| r.headers.get("authorization").unwrap() == "Bearer new-token"),
+        "the states API was called with the expired token before the refresh"
+    );
+    let refreshes = w.requests("POST", "/oauth2/token").await;
+    assert_eq!(refreshes.len(), 1);
+    // The Microsoft Entra form (the default flow).
+    assert_eq!(
+        form(&refreshes[0]),
+        [
+            ("client_id", "app-id"),
+            ("client_secret", "app-secret"),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "r1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    );
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(
+        (m["access_token"].as_str(), m["refresh_token"].as_str()),
+        (Some("new-token"), Some("r2"))
+    );
+    let expires = m["expires"].as_i64().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (now + 3500..=now + 3600).contains(&expires),
+        "expires {expires}, now {now}"
+    );
+    // The rest of the metadata is untouched by the token write.
+    assert_eq!(m["subscription"]["secret"], ADO_SECRET);
+    assert_eq!(m["client_secret"], "app-secret");
+}
+
+async fn vssps_flow_sends_the_azure_devops_refresh_form(app: TestApp) {
+    let w = world(
+        &app,
+        json!({"oauth_flow": "vssps", "client_secret": "app-secret-jwt",
+               "redirect_uri": "https://tracker.example.com/extensions/vsts/setup/"}),
+    )
+    .await;
+    mount_token_endpoint(&w, 0).await;
+    Mock::given(method("PATCH"))
+        .and(path("/_apis/wit/workitems/5"))
+        .and(header("authorization", "Bearer new-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, "5").await;
+    // The outbound path: unassign work item 5.
+    enqueue_unassign(&app, g).await;
+    let _workers = app.start_workers();
+    app.drain().await;
+
+    let refreshes = w.requests("POST", "/oauth2/token").await;
+    assert_eq!(refreshes.len(), 1);
+    assert_eq!(
+        form(&refreshes[0]),
+        [
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            ),
+            ("client_assertion", "app-secret-jwt"),
+            ("grant_type", "refresh_token"),
+            ("assertion", "r1"),
+            (
+                "redirect_uri",
+                "https://tracker.example.com/extensions/vsts/setup/"
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    );
+    assert_eq!(
+        refreshes[0].headers.get("content-type").unwrap(),
+        "application/x-www-form-urlencoded"
+    );
+    let patches = w.requests("PATCH", "/_apis/wit/workitems/5").await;
+    assert_eq!(patches.len(), 1, "refreshed ahead, so no request failed");
+    assert_eq!(
+        patches[0].headers.get("authorization").unwrap(),
+        "Bearer new-token"
+    );
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(
+        (m["access_token"].as_str(), m["refresh_token"].as_str()),
+        (Some("new-token"), Some("r2"))
+    );
+}
+
+async fn concurrent_jobs_with_an_expired_token_refresh_once(app: TestApp) {
+    let w = world(
+        &app,
+        json!({"client_id": "app-id", "client_secret": "app-secret"}),
+    )
+    .await;
+    // A slow token endpoint, so that the other jobs find the token expired while the first
+    // refresh is on the wire.
+    mount_token_endpoint(&w, 800).await;
+    Mock::given(method("PATCH"))
+        .and(path("/_apis/wit/workitems/35"))
+        .and(header("authorization", "Bearer new-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&w.mock)
+        .await;
+    let g33 = w.group(&app, "33").await;
+    let g34 = w.group(&app, "34").await;
+    let g35 = w.group(&app, "35").await;
+    // Two inbound status changes and one outbound unassign, queued before any worker runs.
+    post_vsts(&app, &resolved_event(33, "n-33")).await;
+    post_vsts(&app, &resolved_event(34, "n-34")).await;
+    enqueue_unassign(&app, g35).await;
+    let _workers = app.start_workers();
+    app.drain().await;
+
+    assert_eq!((status(&app, g33).await, status(&app, g34).await), (1, 1));
+    assert_eq!(
+        w.requests("PATCH", "/_apis/wit/workitems/35").await.len(),
+        1
+    );
+    let refreshes = w.requests("POST", "/oauth2/token").await;
+    assert_eq!(
+        refreshes.len(),
+        1,
+        "the single-use refresh token was sent {} times",
+        refreshes.len()
+    );
+    let old: Vec<String> = w
+        .mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r.headers
+                .get("authorization")
+                .is_some_and(|h| h == "Bearer old-token")
+        })
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert!(old.is_empty(), "requests with the expired token: {old:?}");
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(m["refresh_token"], "r2");
+    let dead = issuesync::ops::list(
+        &app.state.db,
+        &issuesync::store::jobs::JobFilter {
+            state: Some("dead".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+}
