@@ -32,6 +32,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub queue: QueueSettings,
     pub discord: DiscordSettings,
+    #[serde(default)]
+    pub sync_decisions: SyncDecisionSettings,
     /// Provider requests per second, per integration, by provider key.
     pub rate_limit: std::collections::HashMap<String, u32>,
 }
@@ -78,6 +80,18 @@ fn one() -> usize {
 impl QueueSettings {
     pub fn concurrency_of(&self, queue: &str) -> usize {
         self.concurrency.get(queue).copied().unwrap_or(2).max(1)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SyncDecisionSettings {
+    /// Sync decisions older than this are pruned by the hourly maintenance job.
+    pub retention_days: u64,
+}
+
+impl Default for SyncDecisionSettings {
+    fn default() -> Self {
+        SyncDecisionSettings { retention_days: 30 }
     }
 }
 

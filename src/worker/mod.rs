@@ -51,7 +51,7 @@ async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
             handlers::invalidate_project_caches(decode(env)?, ctx).await
         }
         process_webhook::ProcessWebhook::JOB_NAME => {
-            crate::sync::inbound::process_webhook(decode(env)?, ctx).await
+            crate::sync::webhook::process_webhook(decode(env)?, ctx).await
         }
         discord_interaction::DiscordInteraction::JOB_NAME => {
             crate::sync::discord::discord_interaction(decode(env)?, ctx).await
