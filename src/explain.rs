@@ -43,7 +43,10 @@ pub fn parse_cursor(s: &str) -> Result<Cursor, OpsError> {
         ))
     };
     let (at, id) = s.split_once('.').ok_or_else(bad)?;
-    Ok((at.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+    Ok((
+        at.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
 }
 
 pub fn check_limit(limit: Option<i64>) -> Result<i64, OpsError> {
@@ -192,7 +195,10 @@ pub fn filter_of(q: &Search<'_>) -> Result<DecisionFilter, OpsError> {
     Ok(DecisionFilter {
         reason: q.reason.map(str::to_string),
         integration_id: q.integration,
-        since_ms: q.since.map(|s| parse_since(s, crate::now_ms())).transpose()?,
+        since_ms: q
+            .since
+            .map(|s| parse_since(s, crate::now_ms()))
+            .transpose()?,
         direction: q.direction.map(str::to_string),
         outcome: q.outcome.map(str::to_string),
     })
@@ -211,9 +217,15 @@ pub async fn search(db: &Db, q: &Search<'_>) -> Result<Page, OpsError> {
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Subject {
-    Group { id: i64, title: String },
+    Group {
+        id: i64,
+        title: String,
+    },
     /// Every external issue with this key (in any integration).
-    ExternalIssue { key: String, ids: Vec<i64> },
+    ExternalIssue {
+        key: String,
+        ids: Vec<i64>,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -272,14 +284,23 @@ mod tests {
 
     #[test]
     fn cursors_and_parameters() {
-        assert_eq!(parse_cursor("1700000000000.42").ok(), Some((1_700_000_000_000, 42)));
+        assert_eq!(
+            parse_cursor("1700000000000.42").ok(),
+            Some((1_700_000_000_000, 42))
+        );
         assert!(parse_cursor("42").is_err());
         assert!(parse_cursor("a.b").is_err());
         assert_eq!(check_limit(None).ok(), Some(DEFAULT_LIMIT));
         assert!(check_limit(Some(0)).is_err());
         assert!(check_limit(Some(MAX_LIMIT + 1)).is_err());
-        assert_eq!(parse_since("24h", 100_000_000).ok(), Some(100_000_000 - 86_400_000));
-        assert_eq!(parse_since("1700000000000", 0).ok(), Some(1_700_000_000_000));
+        assert_eq!(
+            parse_since("24h", 100_000_000).ok(),
+            Some(100_000_000 - 86_400_000)
+        );
+        assert_eq!(
+            parse_since("1700000000000", 0).ok(),
+            Some(1_700_000_000_000)
+        );
         assert!(parse_since("yesterday", 0).is_err());
         let bad = Search {
             reason: Some("nope"),

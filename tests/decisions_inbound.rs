@@ -70,7 +70,10 @@ async fn world(app: &TestApp) -> World {
     let mock = MockServer::start().await;
     let org = id(&app.create("/organizations", json!({"name": "Acme"})).await);
     let team = id(&app
-        .create(&format!("/organizations/{org}/teams"), json!({"name": "Backend"}))
+        .create(
+            &format!("/organizations/{org}/teams"),
+            json!({"name": "Backend"}),
+        )
         .await);
     let project = id(&app
         .create(
@@ -78,15 +81,21 @@ async fn world(app: &TestApp) -> World {
             json!({"name": "Backend", "slug": "backend", "teams": [team]}),
         )
         .await);
-    let member = |name: &str, email: &str, verified: bool| {
-        json!({"name": name, "emails": [{"email": email, "is_verified": verified}]})
-    };
-    let alice = id(&app.create("/users", member("Alice", "alice@example.com", true)).await);
-    let ghost = id(&app.create("/users", member("Ghost", "ghost@example.com", false)).await);
+    let member = |name: &str, email: &str, verified: bool| json!({"name": name, "emails": [{"email": email, "is_verified": verified}]});
+    let alice = id(&app
+        .create("/users", member("Alice", "alice@example.com", true))
+        .await);
+    let ghost = id(&app
+        .create("/users", member("Ghost", "ghost@example.com", false))
+        .await);
     let outsider = id(&app
         .create("/users", member("Outsider", "outsider@example.com", true))
         .await);
-    for (u, teams) in [(alice, json!([team])), (ghost, json!([team])), (outsider, json!([]))] {
+    for (u, teams) in [
+        (alice, json!([team])),
+        (ghost, json!([team])),
+        (outsider, json!([])),
+    ] {
         app.create(
             &format!("/organizations/{org}/members"),
             json!({"user_id": u, "teams": teams}),
@@ -98,8 +107,11 @@ async fn world(app: &TestApp) -> World {
             "metadata": {"domain_name": format!("{}/", mock.uri()), "access_token": "ado-token", "subscription": {"id": "sub1", "secret": ADO_SECRET}}}))
         .await);
     let jira = id(&app
-        .create("/integrations", json!({"provider": "jira", "external_id": JIRA_CLIENT_KEY, "name": "JIRA",
-            "metadata": {"base_url": mock.uri(), "shared_secret": JIRA_SECRET}}))
+        .create(
+            "/integrations",
+            json!({"provider": "jira", "external_id": JIRA_CLIENT_KEY, "name": "JIRA",
+            "metadata": {"base_url": mock.uri(), "shared_secret": JIRA_SECRET}}),
+        )
         .await);
     let jira_server = id(&app
         .create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
@@ -141,15 +153,26 @@ impl World {
         let v = app
             .create("/external-issues", json!({"organization_id": org, "integration_id": integration, "key": key, "group_ids": [group]}))
             .await;
-        v["external_issue"]["id"].as_i64().expect("external issue id")
+        v["external_issue"]["id"]
+            .as_i64()
+            .expect("external issue id")
     }
 
     /// A second organization whose installation of `integration` has `config`, with one
     /// group linked to `key`.
-    async fn other_org(&self, app: &TestApp, integration: i64, config: Value, key: &str) -> (i64, i64) {
+    async fn other_org(
+        &self,
+        app: &TestApp,
+        integration: i64,
+        config: Value,
+        key: &str,
+    ) -> (i64, i64) {
         let org2 = id(&app.create("/organizations", json!({"name": "Other"})).await);
         let p2 = id(&app
-            .create(&format!("/organizations/{org2}/projects"), json!({"name": "P2"}))
+            .create(
+                &format!("/organizations/{org2}/projects"),
+                json!({"name": "P2"}),
+            )
             .await);
         install(app, integration, org2, config).await;
         let g2 = self.group(app, p2, "unresolved").await;
@@ -174,7 +197,10 @@ async fn jira_server_assignee(app: &TestApp, ts: i64, actor: &str, email: Option
         "issue": {"id": "10001", "key": "APP-1", "fields": {"assignee": assignee}}});
     let r = app
         .client
-        .post(app.url(&format!("/extensions/jira-server/issue-updated/{}/", jira_server_token())))
+        .post(app.url(&format!(
+            "/extensions/jira-server/issue-updated/{}/",
+            jira_server_token()
+        )))
         .json(&body)
         .send()
         .await
@@ -192,7 +218,12 @@ async fn inbound_assignee_decisions_and_explain(app: TestApp) {
     let g = w.group(&app, w.project, "unresolved").await;
     let issue = w.link(&app, w.org, w.jira_server, "APP-1", g).await;
     let (org2, g2) = w
-        .other_org(&app, w.jira_server, json!({"sync_reverse_assignment": false}), "APP-1")
+        .other_org(
+            &app,
+            w.jira_server,
+            json!({"sync_reverse_assignment": false}),
+            "APP-1",
+        )
         .await;
 
     let first = jira_server_assignee(&app, 1000, "asmith", Some("alice@example.com")).await;
@@ -212,8 +243,14 @@ async fn inbound_assignee_decisions_and_explain(app: TestApp) {
     let off = find(&other, "inbound", "assignee", "sync_disabled");
     assert_eq!(off["outcome"], "skipped");
     let detail = off["detail"].as_str().unwrap();
-    assert!(detail.contains("sync_reverse_assignment") && detail.contains(&org2.to_string()), "{detail}");
-    assert_eq!(app.get(&format!("/groups/{g2}")).await.1["assignedTo"], Value::Null);
+    assert!(
+        detail.contains("sync_reverse_assignment") && detail.contains(&org2.to_string()),
+        "{detail}"
+    );
+    assert_eq!(
+        app.get(&format!("/groups/{g2}")).await.1["assignedTo"],
+        Value::Null
+    );
 
     jira_server_assignee(&app, 1001, "asmith", Some("alice@example.com")).await;
     jira_server_assignee(&app, 1002, "asmith", Some("ghost@example.com")).await;
@@ -232,10 +269,12 @@ async fn inbound_assignee_decisions_and_explain(app: TestApp) {
         find(&ds, "inbound", "assignee", "email_not_verified")["detail"],
         "ghost@example.com is not a verified email of any member of project backend"
     );
-    assert!(find(&ds, "inbound", "assignee", "user_not_in_project")["detail"]
-        .as_str()
-        .unwrap()
-        .contains("outsider@example.com"));
+    assert!(
+        find(&ds, "inbound", "assignee", "user_not_in_project")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("outsider@example.com")
+    );
     assert_eq!(
         find(&ds, "inbound", "assignee", "user_not_found")["detail"],
         "no user has the email nobody@example.net"
@@ -247,7 +286,10 @@ async fn inbound_assignee_decisions_and_explain(app: TestApp) {
     );
     let echo = find(&ds, "inbound", "assignee", "own_echo");
     assert_eq!(echo["actor"], "issuesync-bot / key-issuesync-bot");
-    assert!(echo["job_id"].is_string(), "written by the process_webhook job");
+    assert!(
+        echo["job_id"].is_string(),
+        "written by the process_webhook job"
+    );
     // None of that changed the assignee.
     assert_eq!(
         app.get(&format!("/groups/{g}")).await.1["assignedTo"],
@@ -258,15 +300,27 @@ async fn inbound_assignee_decisions_and_explain(app: TestApp) {
     let ds = group_decisions(&app, g).await;
     let unassigned = ds.iter().find(|d| d["direction"] == "inbound").unwrap();
     assert_eq!(
-        (unassigned["reason"].as_str(), unassigned["before"].clone(), unassigned["after"].clone()),
-        (Some("applied"), json!(format!("user:{}", w.alice)), Value::Null)
+        (
+            unassigned["reason"].as_str(),
+            unassigned["before"].clone(),
+            unassigned["after"].clone()
+        ),
+        (
+            Some("applied"),
+            json!(format!("user:{}", w.alice)),
+            Value::Null
+        )
     );
-    assert_eq!(app.get(&format!("/groups/{g}")).await.1["assignedTo"], Value::Null);
+    assert_eq!(
+        app.get(&format!("/groups/{g}")).await.1["assignedTo"],
+        Value::Null
+    );
     // Not pushed back to Jira Server, where it came from (recorded by the inbound job).
     let back = find(&ds, "outbound", "assignee", "source_integration");
     assert_eq!(back["job_id"], unassigned["job_id"]);
     // The external issue's own timeline holds this group's rows.
-    let by_issue = common::decisions::api_pages(&app, &format!("/external-issues/{issue}/sync")).await;
+    let by_issue =
+        common::decisions::api_pages(&app, &format!("/external-issues/{issue}/sync")).await;
     assert_eq!(by_issue.len(), ds.len());
 
     // The CLI says it in sentences (oldest first), and --json is one document.
@@ -277,11 +331,16 @@ async fn inbound_assignee_decisions_and_explain(app: TestApp) {
         out.contains(" inbound assignee from Jira Server APP-1: skipped, email_not_verified: ghost@example.com is not a verified email of any member of project backend\n"),
         "{out}"
     );
-    assert!(out.contains("skipped, sync_disabled: sync_reverse_assignment is off for organization"), "{out}");
+    assert!(
+        out.contains("skipped, sync_disabled: sync_reverse_assignment is off for organization"),
+        "{out}"
+    );
     let lines: Vec<&str> = out.lines().skip(1).collect();
     assert!(
-        lines[lines.len() - 2].contains("inbound assignee from Jira Server APP-1: applied, applied: unassigned")
-            && lines[lines.len() - 1].contains("outbound assignee to Jira Server APP-1: skipped, source_integration"),
+        lines[lines.len() - 2]
+            .contains("inbound assignee from Jira Server APP-1: applied, applied: unassigned")
+            && lines[lines.len() - 1]
+                .contains("outbound assignee to Jira Server APP-1: skipped, source_integration"),
         "newest last: {out}"
     );
     let (code, out) = app.run_cli(&["explain", &g.to_string(), "--json", "--limit", "3"]);
@@ -333,7 +392,8 @@ async fn inbound_status_decisions(app: TestApp) {
     Mock::given(method("GET"))
         .and(path(states))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(fixture("vsts_work_item_states_response.json")),
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("vsts_work_item_states_response.json")),
         )
         .with_priority(2)
         .mount(&w.mock)
@@ -349,12 +409,29 @@ async fn inbound_status_decisions(app: TestApp) {
     let ds = wait_for(&app, g, "applied", 30).await;
     let failed = find(&ds, "inbound", "status", "provider_error");
     assert_eq!(failed["outcome"], "failed");
-    assert!(failed["detail"].as_str().unwrap().contains("Active → Resolved"), "{failed}");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Active → Resolved"),
+        "{failed}"
+    );
     let applied = find(&ds, "inbound", "status", "applied");
-    assert_eq!((applied["before"].as_str(), applied["after"].as_str()), (Some("unresolved"), Some("resolved")));
+    assert_eq!(
+        (applied["before"].as_str(), applied["after"].as_str()),
+        (Some("unresolved"), Some("resolved"))
+    );
     assert_eq!(app.get(&format!("/groups/{g}")).await.1["status"], 1);
-    let off = find(&group_decisions(&app, g2).await, "inbound", "status", "sync_disabled").clone();
-    assert!(off["detail"].as_str().unwrap().contains(&format!("sync_status_reverse is off for organization {org2}")));
+    let off = find(
+        &group_decisions(&app, g2).await,
+        "inbound",
+        "status",
+        "sync_disabled",
+    )
+    .clone();
+    assert!(off["detail"].as_str().unwrap().contains(&format!(
+        "sync_status_reverse is off for organization {org2}"
+    )));
     app.drain().await;
 
     post_vsts(&app, &vsts_state(33, Some("Active"), "Resolved", "n-5", 5)).await;
@@ -366,11 +443,16 @@ async fn inbound_status_decisions(app: TestApp) {
     post_vsts(&app, &vsts_state(33, Some("Resolved"), "Active", "n-3", 3)).await;
     app.drain().await;
     let ds = group_decisions(&app, g).await;
-    assert_eq!(find(&ds, "inbound", "status", "already_in_state")["before"], "resolved");
-    assert!(find(&ds, "inbound", "status", "no_status_mapping")["detail"]
-        .as_str()
-        .unwrap()
-        .contains("neither a resolve nor an unresolve"));
+    assert_eq!(
+        find(&ds, "inbound", "status", "already_in_state")["before"],
+        "resolved"
+    );
+    assert!(
+        find(&ds, "inbound", "status", "no_status_mapping")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("neither a resolve nor an unresolve")
+    );
     assert_eq!(
         find(&ds, "inbound", "status", "stale_event")["detail"],
         "event sequence 3 is older than the applied status event 6"
@@ -383,7 +465,10 @@ async fn inbound_status_decisions(app: TestApp) {
     post_vsts(&app, &vsts_state(34, Some("Active"), "Resolved", "n-34", 2)).await;
     app.drain().await;
     let ds = group_decisions(&app, archived).await;
-    assert_eq!(find(&ds, "inbound", "status", "archived_kept")["before"], "ignored");
+    assert_eq!(
+        find(&ds, "inbound", "status", "archived_kept")["before"],
+        "ignored"
+    );
     assert_eq!(app.get(&format!("/groups/{archived}")).await.1["status"], 2);
     assert_eq!(count(&ds, "applied"), 0);
 }
@@ -426,19 +511,35 @@ async fn jira_cloud_change_by_another_app_syncs(app: TestApp) {
     let _workers = app.start_workers();
 
     // Our own write echoed back (assignee to an account of which Jira hides the email).
-    post_jira(&app, &fixture("jira_cloud_issue_updated_app_actor.json"), "wh-echo").await;
+    post_jira(
+        &app,
+        &fixture("jira_cloud_issue_updated_app_actor.json"),
+        "wh-echo",
+    )
+    .await;
     app.drain().await;
     let ds = group_decisions(&app, g).await;
     let echo = find(&ds, "inbound", "assignee", "own_echo");
     assert_eq!(echo["actor"], OUR_APP_ACCOUNT);
     let (_, integration) = app.get(&format!("/integrations/{}", w.jira)).await;
-    assert_eq!(integration["metadata"]["sync_actor_ids"], json!([OUR_APP_ACCOUNT]));
+    assert_eq!(
+        integration["metadata"]["sync_actor_ids"],
+        json!([OUR_APP_ACCOUNT])
+    );
 
     // Jira Automation moves the issue to Done: resolved.
-    post_jira(&app, &fixture("jira_cloud_issue_updated_automation.json"), "wh-automation").await;
+    post_jira(
+        &app,
+        &fixture("jira_cloud_issue_updated_automation.json"),
+        "wh-automation",
+    )
+    .await;
     app.drain().await;
     let got = app.get(&format!("/groups/{g}")).await.1;
-    assert_eq!(got["status"], 1, "a change by Jira Automation was dropped as an echo");
+    assert_eq!(
+        got["status"], 1,
+        "a change by Jira Automation was dropped as an echo"
+    );
     let ds = group_decisions(&app, g).await;
     let applied = find(&ds, "inbound", "status", "applied");
     assert_eq!(applied["actor"], AUTOMATION_ACCOUNT);
@@ -455,7 +556,10 @@ async fn jira_cloud_change_by_another_app_syncs(app: TestApp) {
         .collect();
     assert_eq!(myself.len(), 1);
     assert!(
-        myself[0].headers.get("authorization").is_some_and(|a| a.to_str().unwrap_or("").starts_with("JWT ")),
+        myself[0]
+            .headers
+            .get("authorization")
+            .is_some_and(|a| a.to_str().unwrap_or("").starts_with("JWT ")),
         "asked as the app"
     );
 
@@ -470,7 +574,11 @@ async fn jira_cloud_change_by_another_app_syncs(app: TestApp) {
     };
     for bad in [json!(5), json!([""]), json!([{"id": "x"}])] {
         let (s, v) = patch(bad.clone()).await;
-        assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")), "{bad}: {v}");
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {v}"
+        );
     }
     let (s, v) = patch(json!([OUR_APP_ACCOUNT, "557058:other"])).await;
     assert_eq!(s, 200, "{v}");

@@ -23,13 +23,16 @@ fn id(v: &Value) -> i64 {
 }
 
 fn update(round: i64, rev: i64) -> Value {
-    let path = format!("{}/tests/fixtures/vsts_workitem_updated_assignee_change.json", env!("CARGO_MANIFEST_DIR"));
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
+    let path = format!(
+        "{}/tests/fixtures/vsts_workitem_updated_assignee_change.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut v: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json");
     v["id"] = json!(format!("round-{round}-rev-{rev}"));
     v["resource"]["workItemId"] = json!(77);
     v["resource"]["rev"] = json!(rev);
-    v["resource"]["fields"]["System.AssignedTo"] =
-        json!({"oldValue": "someone <someone@example.com>", "newValue": format!("User {rev} <u{}@example.com>", rev % 100)});
+    v["resource"]["fields"]["System.AssignedTo"] = json!({"oldValue": "someone <someone@example.com>", "newValue": format!("User {rev} <u{}@example.com>", rev % 100)});
     v
 }
 
@@ -39,7 +42,10 @@ async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp)
         .create(&format!("/organizations/{org}/teams"), json!({"name": "T"}))
         .await);
     let project = id(&app
-        .create(&format!("/organizations/{org}/projects"), json!({"name": "P", "teams": [team]}))
+        .create(
+            &format!("/organizations/{org}/projects"),
+            json!({"name": "P", "teams": [team]}),
+        )
         .await);
     // User n has the verified email un@example.com.
     let mut users = HashMap::new();
@@ -47,8 +53,11 @@ async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp)
         let u = id(&app
             .create("/users", json!({"name": format!("U{n}"), "emails": [{"email": format!("u{n}@example.com"), "is_verified": true}]}))
             .await);
-        app.create(&format!("/organizations/{org}/members"), json!({"user_id": u, "teams": [team]}))
-            .await;
+        app.create(
+            &format!("/organizations/{org}/members"),
+            json!({"user_id": u, "teams": [team]}),
+        )
+        .await;
         users.insert(n, u);
     }
     let vsts = id(&app
@@ -64,10 +73,16 @@ async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp)
         .await;
     assert_eq!(s, 200);
     let g = id(&app
-        .create(&format!("/projects/{project}/groups"), json!({"title": "work item 77"}))
+        .create(
+            &format!("/projects/{project}/groups"),
+            json!({"title": "work item 77"}),
+        )
         .await);
-    app.create("/external-issues", json!({"organization_id": org, "integration_id": vsts, "key": "77", "group_ids": [g]}))
-        .await;
+    app.create(
+        "/external-issues",
+        json!({"organization_id": org, "integration_id": vsts, "key": "77", "group_ids": [g]}),
+    )
+    .await;
     let _workers = app.start_workers();
 
     for round in 0..ROUNDS {
@@ -89,7 +104,11 @@ async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp)
             }
         });
         let deliveries: Vec<i64> = futures::future::join_all(posts).await;
-        let rev_of: HashMap<i64, i64> = deliveries.iter().copied().zip(revs.iter().copied()).collect();
+        let rev_of: HashMap<i64, i64> = deliveries
+            .iter()
+            .copied()
+            .zip(revs.iter().copied())
+            .collect();
         app.drain().await;
 
         let last = users[&UPDATES];
@@ -100,27 +119,44 @@ async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp)
         );
         // One inbound decision per revision; applied ones in increasing revision order.
         let mut ds = common::decisions::db_group_decisions(&app, g).await;
-        ds.retain(|d| d.direction == "inbound" && d.delivery_id.is_some_and(|x| rev_of.contains_key(&x)));
+        ds.retain(|d| {
+            d.direction == "inbound" && d.delivery_id.is_some_and(|x| rev_of.contains_key(&x))
+        });
         ds.sort_by_key(|d| d.id);
         assert_eq!(ds.len() as i64, UPDATES, "round {round}: {ds:#?}");
-        let mut seen: Vec<i64> = ds.iter().map(|d| rev_of[&d.delivery_id.unwrap_or_default()]).collect();
+        let mut seen: Vec<i64> = ds
+            .iter()
+            .map(|d| rev_of[&d.delivery_id.unwrap_or_default()])
+            .collect();
         let applied: Vec<i64> = ds
             .iter()
             .filter(|d| d.reason == "applied")
             .map(|d| rev_of[&d.delivery_id.unwrap_or_default()])
             .collect();
-        assert!(applied.windows(2).all(|w| w[0] < w[1]), "round {round} applied out of order: {applied:?}");
-        assert_eq!(applied.last(), revs.last(), "round {round}: the last revision was not applied");
+        assert!(
+            applied.windows(2).all(|w| w[0] < w[1]),
+            "round {round} applied out of order: {applied:?}"
+        );
+        assert_eq!(
+            applied.last(),
+            revs.last(),
+            "round {round}: the last revision was not applied"
+        );
         for d in ds.iter().filter(|d| d.reason != "applied") {
             assert_eq!(d.reason, "stale_event", "round {round}: {d:?}");
             let rev = rev_of[&d.delivery_id.unwrap_or_default()];
             assert!(
-                d.detail.starts_with(&format!("event sequence {rev} is older than the applied assignee event ")),
+                d.detail.starts_with(&format!(
+                    "event sequence {rev} is older than the applied assignee event "
+                )),
                 "{d:?}"
             );
         }
         seen.sort_unstable();
-        assert_eq!(seen, revs, "round {round}: a revision has no decision, or two");
+        assert_eq!(
+            seen, revs,
+            "round {round}: a revision has no decision, or two"
+        );
         eprintln!(
             "round {round}: {} applied, {} stale_event",
             applied.len(),

@@ -10,7 +10,11 @@ pub struct SyncAssigneeInbound {
     pub assign: bool,
     /// The event's place in the issue's order (ADO `rev`, Jira `timestamp`): applied only
     /// when no newer assignee event of the issue was applied (older payloads: `event_time_ms`).
-    #[serde(default, alias = "event_time_ms", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "event_time_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sequence: Option<i64>,
     /// The stored delivery the change came in, for the decision record.
     #[serde(default, skip_serializing_if = "Option::is_none")]

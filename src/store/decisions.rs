@@ -62,7 +62,8 @@ const COLUMNS: &str = "id, at_ms, direction, field, group_id, organization_id, i
     before_value, after_value, detail";
 
 pub async fn insert_decision(tx: &mut Tx, d: &NewDecision) -> Result<()> {
-    on_tx!(tx, |c| sqlx::query(
+    on_tx!(tx, |c| {
+        sqlx::query(
         "INSERT INTO sync_decisions (at_ms, direction, field, group_id, organization_id, integration_id, \
          external_issue_id, external_key, delivery_id, job_id, actor_user_id, actor, outcome, reason, \
          before_value, after_value, detail) \
@@ -87,7 +88,8 @@ pub async fn insert_decision(tx: &mut Tx, d: &NewDecision) -> Result<()> {
     .bind(&d.detail)
     .execute(c)
     .await
-    .map(|_| ()))?;
+    .map(|_| ())
+    })?;
     Ok(())
 }
 
@@ -219,13 +221,15 @@ pub struct ReasonCount {
 
 /// Decisions since `since_ms` by direction, outcome and reason, most frequent first.
 pub async fn count_reasons_since(tx: &mut Tx, since_ms: i64) -> Result<Vec<ReasonCount>> {
-    Ok(on_tx!(tx, |c| sqlx::query_as(
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
         "SELECT direction, outcome, reason, COUNT(*) AS count FROM sync_decisions WHERE at_ms >= $1 \
          GROUP BY direction, outcome, reason ORDER BY count DESC, direction, reason"
     )
     .bind(since_ms)
     .fetch_all(c)
-    .await)?)
+    .await
+    })?)
 }
 
 /// Deletes up to `batch` decisions older than `before_ms`; returns how many went.

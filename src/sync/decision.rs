@@ -192,10 +192,9 @@ pub async fn record_outbound_notes(
                 Reason::Coalesced,
                 format!("job {job_id} was still waiting and takes this change instead"),
             ),
-            OutboundNote::GroupArchived => (
-                Reason::GroupArchived,
-                "archiving is not pushed".to_string(),
-            ),
+            OutboundNote::GroupArchived => {
+                (Reason::GroupArchived, "archiving is not pushed".to_string())
+            }
         };
         let d = about.decide(OUTBOUND, n.field, reason, detail);
         write(tx, effects, d).await?;
@@ -235,7 +234,9 @@ pub fn sentence(d: &Decision, provider: Option<&str>, now_ms: i64) -> String {
         None => "?".into(),
     };
     let side = if d.direction == INBOUND { "from" } else { "to" };
-    let provider = provider.map(super::provider_name).unwrap_or("an integration");
+    let provider = provider
+        .map(super::provider_name)
+        .unwrap_or("an integration");
     let key = d.external_key.as_deref().unwrap_or("?");
     let mut s = format!(
         "{time} {} {} {side} {provider} {key}: {}, {}",
@@ -276,6 +277,25 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_code_happens_in_an_end_to_end_test() {
+        let tests = [
+            include_str!("../../tests/decisions_inbound.rs"),
+            include_str!("../../tests/decisions_outbound.rs"),
+            include_str!("../../tests/decisions_surface.rs"),
+            include_str!("../../tests/event_order.rs"),
+        ]
+        .concat();
+        for r in REASONS {
+            assert!(
+                tests.contains(&format!("\"{}\"", r.code))
+                    || tests.contains(&format!("reason={}&", r.code)),
+                "no end-to-end test asserts reason {}",
+                r.code
+            );
+        }
+    }
+
+    #[test]
     fn sentence_reads_like_the_example() {
         let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:04:30Z")
             .map(|t| t.timestamp_millis())
@@ -306,6 +326,8 @@ mod tests {
             "12:04 inbound assignee from Jira Server PROJ-123: skipped, email_not_verified: \
              alice@example.com is not a verified email of any member of project backend"
         );
-        assert!(sentence(&d, Some("jira_server"), at + 2 * 86_400_000).starts_with("2026-03-01 12:04 "));
+        assert!(
+            sentence(&d, Some("jira_server"), at + 2 * 86_400_000).starts_with("2026-03-01 12:04 ")
+        );
     }
 }

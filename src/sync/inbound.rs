@@ -10,14 +10,13 @@ use issuesync_jobs::sync_status_inbound::SyncStatusInbound;
 use serde_json::{Value, json};
 
 use super::decision::{self, About, Reason};
+use super::resolve::{ResolveAction, describe_change, resolve_action};
 use super::webhook::about_group;
 use super::{provider_name, switch};
 use crate::db::Tx;
 use crate::domain::assign::{self, Actor, Effects, GroupRef};
 use crate::domain::status::{StatusUpdate, update_group_status};
 use crate::domain::types::{activity, group_status, substatus};
-use crate::providers::jira::client::JiraClient;
-use crate::providers::vsts::client::VstsClient;
 use crate::startup::AppState;
 use crate::store::decisions::NewDecision;
 use crate::store::external::{self, AffectedGroup, SequenceClaim, SequenceField};
@@ -25,44 +24,6 @@ use crate::store::integrations::{self, Integration, OrganizationIntegration};
 use crate::store::{projects, users};
 use crate::worker::JobCtx;
 use crate::worker::error::JobError;
-
-/// RESOLVE / UNRESOLVE / NOOP (spec §1.2 `ResolveSyncAction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResolveAction {
-    Noop,
-    Resolve,
-    Unresolve,
-}
-
-impl ResolveAction {
-    /// Both flags set is a config conflict and does nothing.
-    pub fn from_flags(should_resolve: bool, should_unresolve: bool) -> ResolveAction {
-        match (should_resolve, should_unresolve) {
-            (true, true) => {
-                tracing::warn!("sync-config-conflict");
-                ResolveAction::Noop
-            }
-            (true, false) => ResolveAction::Resolve,
-            (false, true) => ResolveAction::Unresolve,
-            (false, false) => ResolveAction::Noop,
-        }
-    }
-}
-
-/// Azure DevOps (spec §2.3): New → done is a NOOP (both flags), any move into a non-done
-/// state unresolves.
-pub fn vsts_action(done: &[String], new_state: &str, old_state: Option<&str>) -> ResolveAction {
-    let is_done = |s: &str| done.iter().any(|d| d == s);
-    let should_resolve = old_state.is_none_or(|o| !is_done(o)) && is_done(new_state);
-    let should_unresolve = !is_done(new_state) || old_state.is_none();
-    ResolveAction::from_flags(should_resolve, should_unresolve)
-}
-
-/// Jira (spec §3.6): status ids moving into or out of the done category.
-pub fn jira_action(done: &[String], from: Option<&str>, to: Option<&str>) -> ResolveAction {
-    let is_done = |s: Option<&str>| s.is_some_and(|s| done.iter().any(|d| d == s));
-    ResolveAction::from_flags(is_done(to) && !is_done(from), is_done(from) && !is_done(to))
-}
 
 pub(super) async fn load_integration(state: &AppState, id: i64) -> Result<Integration, JobError> {
     let mut tx = state.db.begin().await?;
@@ -134,7 +95,12 @@ async fn fresh_groups(
                 tracing::info!(group_id = g.group_id, seq, stored, "stale_event");
                 let detail =
                     format!("event sequence {seq} is older than the applied {name} event {stored}");
-                let d = about_group(base, &g).decide(decision::INBOUND, name, Reason::StaleEvent, detail);
+                let d = about_group(base, &g).decide(
+                    decision::INBOUND,
+                    name,
+                    Reason::StaleEvent,
+                    detail,
+                );
                 decision::write(tx, effects, d).await?;
             }
         }
@@ -143,7 +109,13 @@ async fn fresh_groups(
 }
 
 /// An inbound decision about group `g`.
-fn about(base: &About, g: &AffectedGroup, field: &'static str, reason: Reason, detail: String) -> NewDecision {
+fn about(
+    base: &About,
+    g: &AffectedGroup,
+    field: &'static str,
+    reason: Reason,
+    detail: String,
+) -> NewDecision {
     about_group(base, g).decide(decision::INBOUND, field, reason, detail)
 }
 
@@ -194,7 +166,12 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
             "sync_reverse_assignment is off for organization {}",
             g.organization_id
         );
-        decision::write(&mut tx, &mut effects, about(&base, g, decision::ASSIGNEE, Reason::SyncDisabled, detail)).await?;
+        decision::write(
+            &mut tx,
+            &mut effects,
+            about(&base, g, decision::ASSIGNEE, Reason::SyncDisabled, detail),
+        )
+        .await?;
     }
     let affected = fresh_groups(
         &mut tx,
@@ -218,9 +195,18 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
                 .await?;
                 let (reason, detail) = match removed {
                     Some(_) => (Reason::Applied, "unassigned".to_string()),
-                    None => (Reason::AlreadyInState, "the group had no assignee".to_string()),
+                    None => (
+                        Reason::AlreadyInState,
+                        "the group had no assignee".to_string(),
+                    ),
                 };
-                decision::write(&mut tx, &mut effects, about(&base, g, decision::ASSIGNEE, reason, detail).values(actor_value(removed), None)).await?;
+                decision::write(
+                    &mut tx,
+                    &mut effects,
+                    about(&base, g, decision::ASSIGNEE, reason, detail)
+                        .values(actor_value(removed), None),
+                )
+                .await?;
             }
         }
         (true, None) => {
@@ -233,13 +219,24 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
                 }
             );
             for g in &affected {
-                decision::write(&mut tx, &mut effects, about(&base, g, decision::ASSIGNEE, Reason::UserNotFound, detail.clone())).await?;
+                decision::write(
+                    &mut tx,
+                    &mut effects,
+                    about(
+                        &base,
+                        g,
+                        decision::ASSIGNEE,
+                        Reason::UserNotFound,
+                        detail.clone(),
+                    ),
+                )
+                .await?;
             }
         }
         (true, Some(email)) => {
             let users = users::find_users_by_verified_email(&mut tx, email).await?;
-            let unverified = users.is_empty()
-                && users::is_unverified_email_of_a_user(&mut tx, email).await?;
+            let unverified =
+                users.is_empty() && users::is_unverified_email_of_a_user(&mut tx, email).await?;
             for g in &affected {
                 let mut chosen = None;
                 for u in &users {
@@ -259,17 +256,29 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
                     let (reason, detail) = if !users.is_empty() {
                         (
                             Reason::UserNotInProject,
-                            format!("the users with the verified email {email} are not members of a team of project {project}"),
+                            format!(
+                                "the users with the verified email {email} are not members of a team of project {project}"
+                            ),
                         )
                     } else if unverified {
                         (
                             Reason::EmailNotVerified,
-                            format!("{email} is not a verified email of any member of project {project}"),
+                            format!(
+                                "{email} is not a verified email of any member of project {project}"
+                            ),
                         )
                     } else {
-                        (Reason::UserNotFound, format!("no user has the email {email}"))
+                        (
+                            Reason::UserNotFound,
+                            format!("no user has the email {email}"),
+                        )
                     };
-                    decision::write(&mut tx, &mut effects, about(&base, g, decision::ASSIGNEE, reason, detail)).await?;
+                    decision::write(
+                        &mut tx,
+                        &mut effects,
+                        about(&base, g, decision::ASSIGNEE, reason, detail),
+                    )
+                    .await?;
                     continue;
                 };
                 tracing::info!(
@@ -289,12 +298,24 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
                 .await?;
                 let changed = r.new_assignment || r.updated_assignment;
                 let (reason, detail) = if changed {
-                    (Reason::Applied, format!("assigned to the user with the verified email {email}"))
+                    (
+                        Reason::Applied,
+                        format!("assigned to the user with the verified email {email}"),
+                    )
                 } else {
-                    (Reason::AlreadyInState, format!("already assigned to the user with {email}"))
+                    (
+                        Reason::AlreadyInState,
+                        format!("already assigned to the user with {email}"),
+                    )
                 };
                 let after = decision::assignee_value(Some(uid), None);
-                decision::write(&mut tx, &mut effects, about(&base, g, decision::ASSIGNEE, reason, detail).values(actor_value(r.previous), after)).await?;
+                decision::write(
+                    &mut tx,
+                    &mut effects,
+                    about(&base, g, decision::ASSIGNEE, reason, detail)
+                        .values(actor_value(r.previous), after),
+                )
+                .await?;
             }
         }
     }
@@ -315,66 +336,6 @@ pub async fn after_commit(state: &AppState, effects: Effects) {
     {
         tracing::warn!(error = %e, groups = ?effects.invalidate_groups, "cannot invalidate group caches");
     }
-}
-
-/// How a status change reads in a decision: "Active → Resolved", "status 3 → 10101".
-fn describe_change(provider: &str, data: &Value) -> String {
-    let (from, to) = if provider == "vsts" {
-        (
-            data.get("old_state").and_then(Value::as_str),
-            data.get("new_state").and_then(Value::as_str),
-        )
-    } else {
-        (
-            data.pointer("/changelog/from").and_then(Value::as_str),
-            data.pointer("/changelog/to").and_then(Value::as_str),
-        )
-    };
-    let word = if provider == "vsts" { "state" } else { "status" };
-    format!(
-        "{} {word} {} → {}",
-        provider_name(provider),
-        from.unwrap_or("(none)"),
-        to.unwrap_or("(none)")
-    )
-}
-
-/// The resolve action of a provider status change; asks the provider which states are done.
-async fn resolve_action(
-    state: &AppState,
-    integration: &Integration,
-    data: &Value,
-) -> Result<ResolveAction, JobError> {
-    Ok(match integration.provider.as_str() {
-        "vsts" => {
-            let new_state = data
-                .get("new_state")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let old_state = data.get("old_state").and_then(Value::as_str);
-            let project = data
-                .get("project")
-                .and_then(Value::as_str)
-                .ok_or_else(|| JobError::Permanent("no project in the event".into()))?;
-            let done = VstsClient::new(&state.http, integration)?
-                .done_states(project)
-                .await?;
-            vsts_action(&done, new_state, old_state)
-        }
-        "jira" | "jira_server" => {
-            let from = data.pointer("/changelog/from").and_then(Value::as_str);
-            let to = data.pointer("/changelog/to").and_then(Value::as_str);
-            let done = JiraClient::new(&state.http, integration, &state.jira_app_key())?
-                .done_status_ids()
-                .await?;
-            jira_action(&done, from, to)
-        }
-        other => {
-            return Err(JobError::Permanent(format!(
-                "no status sync for provider {other}"
-            )));
-        }
-    })
 }
 
 /// `sync_status_inbound` (spec §6.3), retried on provider failure (Sentry drops it), in
@@ -423,7 +384,15 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
     if integration.provider == "vsts" && job.data.get("project").and_then(Value::as_str).is_none() {
         let ds = affected
             .iter()
-            .map(|g| about(&base, g, st, Reason::NoStatusMapping, format!("{change}: the event names no project")))
+            .map(|g| {
+                about(
+                    &base,
+                    g,
+                    st,
+                    Reason::NoStatusMapping,
+                    format!("{change}: the event names no project"),
+                )
+            })
             .collect();
         decision::write_alone(&state.db, ds).await?;
         return Err(JobError::Permanent("no project in the event".into()));
@@ -433,7 +402,15 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
         Err(e) => {
             let ds = affected
                 .iter()
-                .map(|g| about(&base, g, st, Reason::ProviderError, format!("{change}: {e}")))
+                .map(|g| {
+                    about(
+                        &base,
+                        g,
+                        st,
+                        Reason::ProviderError,
+                        format!("{change}: {e}"),
+                    )
+                })
                 .collect();
             decision::write_alone(&state.db, ds).await?;
             return Err(e);
@@ -485,7 +462,12 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
         let before = Some(decision::status_value(g.status));
         let Some(u) = &update else {
             let detail = format!("{change} is neither a resolve nor an unresolve");
-            decision::write(&mut tx, &mut effects, about(&base, g, st, Reason::NoStatusMapping, detail).values(before, None)).await?;
+            decision::write(
+                &mut tx,
+                &mut effects,
+                about(&base, g, st, Reason::NoStatusMapping, detail).values(before, None),
+            )
+            .await?;
             continue;
         };
         if g.status == group_status::IGNORED && !overrides_ignored {
@@ -496,7 +478,12 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
             let detail = format!(
                 "{change}: the group is archived and sync_status_reverse_overrides_ignored is off"
             );
-            decision::write(&mut tx, &mut effects, about(&base, g, st, Reason::ArchivedKept, detail).values(before, None)).await?;
+            decision::write(
+                &mut tx,
+                &mut effects,
+                about(&base, g, st, Reason::ArchivedKept, detail).values(before, None),
+            )
+            .await?;
             continue;
         }
         let after = Some(decision::status_value(u.status));
@@ -504,12 +491,20 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
             .await?
             .is_empty()
         {
-            (Reason::AlreadyInState, format!("{change}: the group already had that status"))
+            (
+                Reason::AlreadyInState,
+                format!("{change}: the group already had that status"),
+            )
         } else {
             changed += 1;
             (Reason::Applied, change.clone())
         };
-        decision::write(&mut tx, &mut effects, about(&base, g, st, reason, detail).values(before, after)).await?;
+        decision::write(
+            &mut tx,
+            &mut effects,
+            about(&base, g, st, reason, detail).values(before, after),
+        )
+        .await?;
     }
     tx.commit().await?;
     after_commit(state, effects).await;
@@ -520,56 +515,4 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
         "inbound status applied"
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn vsts_decisions() {
-        let done = s(&["Resolved", "Closed"]);
-        assert_eq!(
-            vsts_action(&done, "Resolved", Some("New")),
-            ResolveAction::Resolve
-        );
-        assert_eq!(vsts_action(&done, "Resolved", None), ResolveAction::Noop);
-        assert_eq!(
-            vsts_action(&done, "Active", Some("Resolved")),
-            ResolveAction::Unresolve
-        );
-        assert_eq!(
-            vsts_action(&done, "Active", Some("New")),
-            ResolveAction::Unresolve
-        );
-        assert_eq!(
-            vsts_action(&done, "Closed", Some("Resolved")),
-            ResolveAction::Noop
-        );
-        assert_eq!(
-            vsts_action(&[], "Resolved", Some("Active")),
-            ResolveAction::Unresolve
-        );
-    }
-
-    #[test]
-    fn jira_decisions() {
-        let done = s(&["10101"]);
-        assert_eq!(
-            jira_action(&done, Some("3"), Some("10101")),
-            ResolveAction::Resolve
-        );
-        assert_eq!(
-            jira_action(&done, Some("10101"), Some("3")),
-            ResolveAction::Unresolve
-        );
-        assert_eq!(
-            jira_action(&done, Some("1"), Some("3")),
-            ResolveAction::Noop
-        );
-    }
 }

@@ -6,8 +6,8 @@
 use issuesync_jobs::sync_status_outbound::SyncStatusOutbound;
 use serde_json::{Value, json};
 
-use crate::db::Tx;
 use super::decision;
+use crate::db::Tx;
 use crate::domain::assign::{self, Actor, Effects, GroupRef, OutboundNote, OutboundNoted};
 use crate::domain::status::{StatusUpdate, update_group_status};
 use crate::domain::types::{activity, group_status, subscription_reason, substatus};

@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod install;
 pub mod intent;
 pub mod outbound;
+pub mod resolve;
 pub mod webhook;
 
 use serde_json::Value;

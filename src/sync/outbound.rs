@@ -155,7 +155,10 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
     let Some(group) = group else {
         run.about.group_id = None;
         return run
-            .skip(Reason::LinkGone, format!("group {} no longer exists", job.group_id))
+            .skip(
+                Reason::LinkGone,
+                format!("group {} no longer exists", job.group_id),
+            )
             .await;
     };
     let Some((issue, integration, oi)) =
@@ -417,12 +420,14 @@ pub async fn sync_assignee_outbound(
                 Some(uid) => {
                     let all = run.provider(client.user_emails().await).await?;
                     // A later page may overwrite an earlier match, as in Sentry.
-                    match all.into_iter().rfind(|m| emails.contains(&m.to_lowercase())) {
+                    match all
+                        .into_iter()
+                        .rfind(|m| emails.contains(&m.to_lowercase()))
+                    {
                         Some(m) => Some(m),
                         None => {
-                            let why = format!(
-                                "no Azure DevOps user has a verified email of user {uid}"
-                            );
+                            let why =
+                                format!("no Azure DevOps user has a verified email of user {uid}");
                             return not_found(&run, uid, why).await;
                         }
                     }

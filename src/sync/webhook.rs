@@ -67,9 +67,7 @@ async fn learn_app_account(
     let account = JiraClient::new(&state.http, &integration, &state.jira_app_key())?
         .myself()
         .await?
-        .ok_or_else(|| {
-            JobError::Transient("Jira answered /myself without an accountId".into())
-        })?;
+        .ok_or_else(|| JobError::Transient("Jira answered /myself without an accountId".into()))?;
     let mut tx = state.db.begin_write().await?;
     let current = integrations::find_integration(&mut tx, integration.id)
         .await?
@@ -78,12 +76,15 @@ async fn learn_app_account(
     if let Some(m) = metadata.as_object_mut() {
         m.insert("sync_actor_ids".into(), json!([account]));
     }
-    let updated =
-        integrations::update_integration(&mut tx, current.id, &current.name, &metadata, current.status)
-            .await?
-            .ok_or_else(|| {
-                JobError::Permanent(format!("integration {} is gone", integration.id))
-            })?;
+    let updated = integrations::update_integration(
+        &mut tx,
+        current.id,
+        &current.name,
+        &metadata,
+        current.status,
+    )
+    .await?
+    .ok_or_else(|| JobError::Permanent(format!("integration {} is gone", integration.id)))?;
     tx.commit().await?;
     state.integrations.invalidate_all();
     tracing::info!(
@@ -148,7 +149,13 @@ async fn provider_failed(
     fields: &[&'static str],
     e: JobError,
 ) -> JobError {
-    let groups = match linked_groups(state, base.integration_id.unwrap_or_default(), &event.issue_key).await {
+    let groups = match linked_groups(
+        state,
+        base.integration_id.unwrap_or_default(),
+        &event.issue_key,
+    )
+    .await
+    {
         Ok(g) => g,
         Err(_) => return e,
     };
@@ -190,7 +197,10 @@ pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), Jo
         ..Default::default()
     };
     let changed = fields(&event);
-    if integration.provider == "jira" && event.actor_is_app && sync_actor_ids(&integration).is_empty() {
+    if integration.provider == "jira"
+        && event.actor_is_app
+        && sync_actor_ids(&integration).is_empty()
+    {
         integration = match learn_app_account(state, integration).await {
             Ok(i) => i,
             Err(e) => return Err(provider_failed(state, &base, &event, &changed, e).await),
@@ -314,7 +324,13 @@ pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), Jo
                 "sync_status_reverse is off for organization {}",
                 oi.organization_id
             );
-            for d in decide_all(&base, &org_groups, &[decision::STATUS], Reason::SyncDisabled, &detail) {
+            for d in decide_all(
+                &base,
+                &org_groups,
+                &[decision::STATUS],
+                Reason::SyncDisabled,
+                &detail,
+            ) {
                 decision::write(&mut tx, &mut effects, d).await?;
             }
         }

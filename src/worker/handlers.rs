@@ -77,7 +77,12 @@ pub async fn purge_jobs(_job: PurgeJobs, ctx: &JobCtx) -> Result<(), JobError> {
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(done, dead, decisions, "purged finished jobs and old sync decisions");
+    tracing::info!(
+        done,
+        dead,
+        decisions,
+        "purged finished jobs and old sync decisions"
+    );
     Ok(())
 }
 
@@ -85,12 +90,14 @@ pub async fn purge_jobs(_job: PurgeJobs, ctx: &JobCtx) -> Result<(), JobError> {
 /// transactions so that a month of rows never holds the write lock for long.
 async fn purge_decisions(ctx: &JobCtx) -> Result<u64, JobError> {
     let days = ctx.state.settings.sync_decisions.retention_days;
-    let before = crate::now_ms() - i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    let before =
+        crate::now_ms() - i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
     let mut total = 0;
     loop {
         let mut tx = ctx.state.db.begin_write().await?;
-        let n = crate::store::decisions::purge_decisions_before(&mut tx, before, DECISION_PURGE_BATCH)
-            .await?;
+        let n =
+            crate::store::decisions::purge_decisions_before(&mut tx, before, DECISION_PURGE_BATCH)
+                .await?;
         tx.commit().await?;
         total += n;
         if n < DECISION_PURGE_BATCH as u64 {

@@ -28,7 +28,13 @@ pub async fn api_pages(app: &TestApp, path: &str) -> Vec<Value> {
         };
         let (s, v) = app.get(&url).await;
         assert_eq!(s, 200, "GET {url}: {v}");
-        out.extend(v["decisions"].as_array().expect("decisions").iter().cloned());
+        out.extend(
+            v["decisions"]
+                .as_array()
+                .expect("decisions")
+                .iter()
+                .cloned(),
+        );
         match v["next_cursor"].as_str() {
             Some(c) => before = Some(c.to_string()),
             None => return out,

@@ -69,7 +69,10 @@ fn check_metadata(v: &Value) -> ApiResult<()> {
 /// What a provider cannot work without: a Discord app's Ed25519 public key. Our own accounts
 /// (`sync_actor_ids`, the echo guard) must be account ids or names.
 fn check_provider_metadata(provider: &str, v: &Value) -> ApiResult<()> {
-    let actor_ok = |a: &Value| a.as_str().is_some_and(|s| !s.trim().is_empty() && s.len() <= 200);
+    let actor_ok = |a: &Value| {
+        a.as_str()
+            .is_some_and(|s| !s.trim().is_empty() && s.len() <= 200)
+    };
     let ok = match v.get("sync_actor_ids") {
         None => true,
         Some(Value::Array(a)) => a.len() <= 100 && a.iter().all(actor_ok),

@@ -89,7 +89,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("jobs.html", include_str!("templates/jobs.html")),
         ("job.html", include_str!("templates/job.html")),
         ("deliveries.html", include_str!("templates/deliveries.html")),
-        ("decision_rows.html", include_str!("templates/decision_rows.html")),
+        (
+            "decision_rows.html",
+            include_str!("templates/decision_rows.html"),
+        ),
         ("decisions.html", include_str!("templates/decisions.html")),
         ("group.html", include_str!("templates/group.html")),
         (
