@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::db::{Db, Tx};
 use crate::ops::OpsError;
-use crate::store::decisions::{self, Cursor, Decision, DecisionFilter, ReasonCount};
+use crate::store::decisions::{self, Cursor, Decision, DecisionFilter, ReasonCount, Timeline};
 use crate::store::{external, groups, integrations};
 use crate::sync::decision::{self as sync_decision, INBOUND, OUTBOUND, OUTCOMES};
 
@@ -76,7 +76,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, OpsError> {
 /// The provider of each integration the decisions name (for their sentences).
 async fn providers(tx: &mut Tx, ds: &[Decision]) -> Result<HashMap<i64, String>, OpsError> {
     let mut out = HashMap::new();
-    for id in ds.iter().filter_map(|d| d.integration_id) {
+    for id in ds.iter().filter_map(|d| d.refs.integration_id) {
         if let std::collections::hash_map::Entry::Vacant(e) = out.entry(id)
             && let Some(i) = integrations::find_integration(tx, id).await?
         {
@@ -93,6 +93,7 @@ async fn views(tx: &mut Tx, ds: Vec<Decision>) -> Result<Vec<DecisionView>, OpsE
         .into_iter()
         .map(|d| {
             let p = d
+                .refs
                 .integration_id
                 .and_then(|i| providers.get(&i))
                 .map(String::as_str);
@@ -114,43 +115,27 @@ async fn page(tx: &mut Tx, ds: Vec<Decision>, limit: i64) -> Result<Page, OpsErr
     })
 }
 
-/// A group's timeline; NotFound for an unknown group.
-pub async fn group_timeline(
+/// A group's or an external issue's timeline; NotFound when it does not exist.
+pub async fn timeline(
     db: &Db,
-    group_id: i64,
+    of: Timeline,
     before: Option<&str>,
     limit: Option<i64>,
 ) -> Result<Page, OpsError> {
     let limit = check_limit(limit)?;
     let before = before.map(parse_cursor).transpose()?;
     let mut tx = db.begin().await?;
-    if groups::find_group(&mut tx, group_id).await?.is_none() {
-        return Err(OpsError::NotFound(format!("group {group_id}")));
+    let exists = match of {
+        Timeline::Group(id) => groups::find_group(&mut tx, id).await?.is_some(),
+        Timeline::ExternalIssue(id) => external::find_external_issue(&mut tx, id).await?.is_some(),
+    };
+    if !exists {
+        return Err(OpsError::NotFound(match of {
+            Timeline::Group(id) => format!("group {id}"),
+            Timeline::ExternalIssue(id) => format!("external issue {id}"),
+        }));
     }
-    let ds = decisions::list_group_decisions(&mut tx, group_id, before, limit).await?;
-    page(&mut tx, ds, limit).await
-}
-
-/// An external issue's timeline; NotFound for an unknown external issue.
-pub async fn issue_timeline(
-    db: &Db,
-    external_issue_id: i64,
-    before: Option<&str>,
-    limit: Option<i64>,
-) -> Result<Page, OpsError> {
-    let limit = check_limit(limit)?;
-    let before = before.map(parse_cursor).transpose()?;
-    let mut tx = db.begin().await?;
-    if external::find_external_issue(&mut tx, external_issue_id)
-        .await?
-        .is_none()
-    {
-        return Err(OpsError::NotFound(format!(
-            "external issue {external_issue_id}"
-        )));
-    }
-    let ds =
-        decisions::list_external_issue_decisions(&mut tx, external_issue_id, before, limit).await?;
+    let ds = decisions::list_timeline(&mut tx, of, before, limit).await?;
     page(&mut tx, ds, limit).await
 }
 
@@ -243,7 +228,7 @@ pub async fn explain(db: &Db, what: &str, limit: i64) -> Result<Explanation, Ops
     if let Ok(id) = what.parse::<i64>()
         && let Some(g) = groups::find_group(&mut tx, id).await?
     {
-        let ds = decisions::list_group_decisions(&mut tx, id, None, limit).await?;
+        let ds = decisions::list_timeline(&mut tx, Timeline::Group(id), None, limit).await?;
         return Ok(Explanation {
             subject: Subject::Group { id, title: g.title },
             decisions: views(&mut tx, ds).await?,

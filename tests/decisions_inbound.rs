@@ -6,7 +6,9 @@
 mod common;
 
 use common::TestApp;
-use common::decisions::{count, find, group_decisions, wait_for};
+use common::decisions::{
+    count, find, group_decisions, id, install, member, org_team_project, wait_for,
+};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -33,10 +35,6 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
 }
 
-fn id(v: &Value) -> i64 {
-    v["id"].as_i64().expect("id")
-}
-
 struct World {
     org: i64,
     project: i64,
@@ -45,17 +43,6 @@ struct World {
     jira: i64,
     jira_server: i64,
     mock: MockServer,
-}
-
-async fn install(app: &TestApp, integration: i64, org: i64, config: Value) {
-    let (s, v) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/integrations/{integration}/organizations/{org}"),
-            Some(json!({"config": config})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
 }
 
 fn inbound_sync() -> Value {
@@ -68,40 +55,10 @@ fn inbound_sync() -> Value {
 /// the inbound switches on; ADO states and Jira statuses mocked.
 async fn world(app: &TestApp) -> World {
     let mock = MockServer::start().await;
-    let org = id(&app.create("/organizations", json!({"name": "Acme"})).await);
-    let team = id(&app
-        .create(
-            &format!("/organizations/{org}/teams"),
-            json!({"name": "Backend"}),
-        )
-        .await);
-    let project = id(&app
-        .create(
-            &format!("/organizations/{org}/projects"),
-            json!({"name": "Backend", "slug": "backend", "teams": [team]}),
-        )
-        .await);
-    let member = |name: &str, email: &str, verified: bool| json!({"name": name, "emails": [{"email": email, "is_verified": verified}]});
-    let alice = id(&app
-        .create("/users", member("Alice", "alice@example.com", true))
-        .await);
-    let ghost = id(&app
-        .create("/users", member("Ghost", "ghost@example.com", false))
-        .await);
-    let outsider = id(&app
-        .create("/users", member("Outsider", "outsider@example.com", true))
-        .await);
-    for (u, teams) in [
-        (alice, json!([team])),
-        (ghost, json!([team])),
-        (outsider, json!([])),
-    ] {
-        app.create(
-            &format!("/organizations/{org}/members"),
-            json!({"user_id": u, "teams": teams}),
-        )
-        .await;
-    }
+    let (org, team, project) = org_team_project(app, "Backend", Some("backend")).await;
+    let alice = member(app, org, "alice@example.com", true, &[team]).await;
+    member(app, org, "ghost@example.com", false, &[team]).await;
+    member(app, org, "outsider@example.com", true, &[]).await;
     let vsts = id(&app
         .create("/integrations", json!({"provider": "vsts", "external_id": COLLECTION, "name": "acct",
             "metadata": {"domain_name": format!("{}/", mock.uri()), "access_token": "ado-token", "subscription": {"id": "sub1", "secret": ADO_SECRET}}}))

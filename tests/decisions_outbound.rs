@@ -6,7 +6,9 @@
 mod common;
 
 use common::TestApp;
-use common::decisions::{count, find, group_decisions, wait_for};
+use common::decisions::{
+    count, find, group_decisions, id, install, member, org_team_project, wait_for,
+};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -21,10 +23,6 @@ sqlite_and_pg_redis_tests!(
     project_delete_takes_the_decisions_and_a_waiting_push_records_link_gone,
 );
 
-fn id(v: &Value) -> i64 {
-    v["id"].as_i64().expect("id")
-}
-
 struct World {
     org: i64,
     project: i64,
@@ -36,44 +34,13 @@ struct World {
     mock: MockServer,
 }
 
-async fn install(app: &TestApp, integration: i64, org: i64, config: Value) -> i64 {
-    let (s, oi) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/integrations/{integration}/organizations/{org}"),
-            Some(json!({"config": config})),
-        )
-        .await;
-    assert_eq!(s, 200, "{oi}");
-    id(&oi)
-}
-
 /// Jira Server, Jira Cloud and ADO installed with every switch on and status mappings
 /// (Jira project 10000: 10101 / 3; ADO proj-guid: Resolved / Active); Lauryn (verified
 /// lauryn@sentry.io) in the project's team.
 async fn world(app: &TestApp) -> World {
     let mock = MockServer::start().await;
-    let org = id(&app.create("/organizations", json!({"name": "Acme"})).await);
-    let team = id(&app
-        .create(
-            &format!("/organizations/{org}/teams"),
-            json!({"name": "Backend"}),
-        )
-        .await);
-    let project = id(&app
-        .create(
-            &format!("/organizations/{org}/projects"),
-            json!({"name": "Web", "teams": [team]}),
-        )
-        .await);
-    let user = id(&app
-        .create("/users", json!({"name": "Lauryn", "emails": [{"email": "lauryn@sentry.io", "is_verified": true}]}))
-        .await);
-    app.create(
-        &format!("/organizations/{org}/members"),
-        json!({"user_id": user, "teams": [team]}),
-    )
-    .await;
+    let (org, team, project) = org_team_project(app, "Web", None).await;
+    let user = member(app, org, "lauryn@sentry.io", true, &[team]).await;
     let jira_server = id(&app
         .create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
             "metadata": {"base_url": mock.uri(), "webhook_secret": "a long secret value", "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
@@ -385,14 +352,7 @@ async fn outbound_status_decisions(app: TestApp) {
 /// has no assignee.
 async fn assignee_without_verified_email_leaves_the_external_issue_alone(app: TestApp) {
     let w = world(&app).await;
-    let nomail = id(&app
-        .create("/users", json!({"name": "Nomail", "emails": [{"email": "nomail@example.com", "is_verified": false}]}))
-        .await);
-    app.create(
-        &format!("/organizations/{}/members", w.org),
-        json!({"user_id": nomail, "teams": [w.team]}),
-    )
-    .await;
+    let nomail = member(&app, w.org, "nomail@example.com", false, &[w.team]).await;
     Mock::given(method("PUT"))
         .and(path("/rest/api/2/issue/APP-9/assignee"))
         .respond_with(ResponseTemplate::new(204))

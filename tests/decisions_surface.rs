@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::decisions::{api_pages, group_decisions};
+use common::decisions::{api_pages, group_decisions, id, install, org_team_project};
 use common::{Backend, Seq, TestApp};
 use serde_json::{Value, json};
 
@@ -13,10 +13,6 @@ sqlite_and_pg_redis_tests!(
     timelines_page_and_refuse_bad_parameters,
     ops_pages_show_decisions
 );
-
-fn id(v: &Value) -> i64 {
-    v["id"].as_i64().expect("id")
-}
 
 struct World {
     org: i64,
@@ -26,31 +22,12 @@ struct World {
 }
 
 async fn world(app: &TestApp, config: Value) -> World {
-    let org = id(&app.create("/organizations", json!({"name": "Acme"})).await);
-    let team = id(&app
-        .create(
-            &format!("/organizations/{org}/teams"),
-            json!({"name": "Backend"}),
-        )
-        .await);
-    let project = id(&app
-        .create(
-            &format!("/organizations/{org}/projects"),
-            json!({"name": "Web", "teams": [team]}),
-        )
-        .await);
+    let (org, team, project) = org_team_project(app, "Web", None).await;
     let jira_server = id(&app
         .create("/integrations", json!({"provider": "jira_server", "external_id": "jira.example.com:issuesync", "name": "issuesync",
             "metadata": {"base_url": "http://127.0.0.1:9", "webhook_secret": "s"}}))
         .await);
-    let (s, _) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/integrations/{jira_server}/organizations/{org}"),
-            Some(json!({"config": config})),
-        )
-        .await;
-    assert_eq!(s, 200);
+    install(app, jira_server, org, config).await;
     World {
         org,
         team,
@@ -277,7 +254,10 @@ async fn retention(backend: Backend, seq: Seq) {
                 at_ms: now - age_days * day,
                 direction: "outbound",
                 field: "assignee",
-                group_id: Some(g),
+                refs: issuesync::store::decisions::Refs {
+                    group_id: Some(g),
+                    ..Default::default()
+                },
                 outcome: "skipped",
                 reason: "team_assignee",
                 detail: detail.into(),

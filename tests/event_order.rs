@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::TestApp;
+use common::decisions::{id, install, member, org_team_project};
 use serde_json::{Value, json};
 
 const COLLECTION: &str = "80ded3e8-3cd3-43b1-9f96-52032624aa3a";
@@ -17,10 +18,6 @@ const UPDATES: i64 = 50;
 const ROUNDS: i64 = 5;
 
 db_tests!(fifty_concurrent_updates_of_one_work_item_end_on_the_last);
-
-fn id(v: &Value) -> i64 {
-    v["id"].as_i64().expect("id")
-}
 
 fn update(round: i64, rev: i64) -> Value {
     let path = format!(
@@ -37,41 +34,20 @@ fn update(round: i64, rev: i64) -> Value {
 }
 
 async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp) {
-    let org = id(&app.create("/organizations", json!({"name": "Acme"})).await);
-    let team = id(&app
-        .create(&format!("/organizations/{org}/teams"), json!({"name": "T"}))
-        .await);
-    let project = id(&app
-        .create(
-            &format!("/organizations/{org}/projects"),
-            json!({"name": "P", "teams": [team]}),
-        )
-        .await);
+    let (org, team, project) = org_team_project(&app, "P", None).await;
     // User n has the verified email un@example.com.
     let mut users = HashMap::new();
     for n in 1..=UPDATES {
-        let u = id(&app
-            .create("/users", json!({"name": format!("U{n}"), "emails": [{"email": format!("u{n}@example.com"), "is_verified": true}]}))
-            .await);
-        app.create(
-            &format!("/organizations/{org}/members"),
-            json!({"user_id": u, "teams": [team]}),
-        )
-        .await;
-        users.insert(n, u);
+        users.insert(
+            n,
+            member(&app, org, &format!("u{n}@example.com"), true, &[team]).await,
+        );
     }
     let vsts = id(&app
         .create("/integrations", json!({"provider": "vsts", "external_id": COLLECTION, "name": "acct",
             "metadata": {"domain_name": "https://acct.visualstudio.com/", "access_token": "t", "subscription": {"id": "s", "secret": SECRET}}}))
         .await);
-    let (s, _) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/integrations/{vsts}/organizations/{org}"),
-            Some(json!({"config": {"sync_reverse_assignment": true}})),
-        )
-        .await;
-    assert_eq!(s, 200);
+    install(&app, vsts, org, json!({"sync_reverse_assignment": true})).await;
     let g = id(&app
         .create(
             &format!("/projects/{project}/groups"),
@@ -120,18 +96,18 @@ async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp)
         // One inbound decision per revision; applied ones in increasing revision order.
         let mut ds = common::decisions::db_group_decisions(&app, g).await;
         ds.retain(|d| {
-            d.direction == "inbound" && d.delivery_id.is_some_and(|x| rev_of.contains_key(&x))
+            d.direction == "inbound" && d.refs.delivery_id.is_some_and(|x| rev_of.contains_key(&x))
         });
         ds.sort_by_key(|d| d.id);
         assert_eq!(ds.len() as i64, UPDATES, "round {round}: {ds:#?}");
         let mut seen: Vec<i64> = ds
             .iter()
-            .map(|d| rev_of[&d.delivery_id.unwrap_or_default()])
+            .map(|d| rev_of[&d.refs.delivery_id.unwrap_or_default()])
             .collect();
         let applied: Vec<i64> = ds
             .iter()
             .filter(|d| d.reason == "applied")
-            .map(|d| rev_of[&d.delivery_id.unwrap_or_default()])
+            .map(|d| rev_of[&d.refs.delivery_id.unwrap_or_default()])
             .collect();
         assert!(
             applied.windows(2).all(|w| w[0] < w[1]),
@@ -144,7 +120,7 @@ async fn fifty_concurrent_updates_of_one_work_item_end_on_the_last(app: TestApp)
         );
         for d in ds.iter().filter(|d| d.reason != "applied") {
             assert_eq!(d.reason, "stale_event", "round {round}: {d:?}");
-            let rev = rev_of[&d.delivery_id.unwrap_or_default()];
+            let rev = rev_of[&d.refs.delivery_id.unwrap_or_default()];
             assert!(
                 d.detail.starts_with(&format!(
                     "event sequence {rev} is older than the applied assignee event "

@@ -8,13 +8,10 @@ use super::Result;
 use crate::db::Tx;
 use crate::on_tx;
 
-/// A stored decision.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Decision {
-    pub id: i64,
-    pub at_ms: i64,
-    pub direction: String,
-    pub field: String,
+/// What a decision is about and what caused it: the group, the external issue, the
+/// delivery or job, and who acted (our user, or the provider's account).
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+pub struct Refs {
     pub group_id: Option<i64>,
     pub organization_id: Option<i64>,
     pub integration_id: Option<i64>,
@@ -24,6 +21,18 @@ pub struct Decision {
     pub job_id: Option<String>,
     pub actor_user_id: Option<i64>,
     pub actor: Option<String>,
+}
+
+/// A stored decision.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Decision {
+    pub id: i64,
+    pub at_ms: i64,
+    pub direction: String,
+    pub field: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub refs: Refs,
     pub outcome: String,
     pub reason: String,
     #[sqlx(rename = "before_value")]
@@ -41,15 +50,7 @@ pub struct NewDecision {
     pub at_ms: i64,
     pub direction: &'static str,
     pub field: &'static str,
-    pub group_id: Option<i64>,
-    pub organization_id: Option<i64>,
-    pub integration_id: Option<i64>,
-    pub external_issue_id: Option<i64>,
-    pub external_key: Option<String>,
-    pub delivery_id: Option<i64>,
-    pub job_id: Option<String>,
-    pub actor_user_id: Option<i64>,
-    pub actor: Option<String>,
+    pub refs: Refs,
     pub outcome: &'static str,
     pub reason: &'static str,
     pub before: Option<String>,
@@ -72,15 +73,15 @@ pub async fn insert_decision(tx: &mut Tx, d: &NewDecision) -> Result<()> {
     .bind(d.at_ms)
     .bind(d.direction)
     .bind(d.field)
-    .bind(d.group_id)
-    .bind(d.organization_id)
-    .bind(d.integration_id)
-    .bind(d.external_issue_id)
-    .bind(&d.external_key)
-    .bind(d.delivery_id)
-    .bind(&d.job_id)
-    .bind(d.actor_user_id)
-    .bind(&d.actor)
+    .bind(d.refs.group_id)
+    .bind(d.refs.organization_id)
+    .bind(d.refs.integration_id)
+    .bind(d.refs.external_issue_id)
+    .bind(&d.refs.external_key)
+    .bind(d.refs.delivery_id)
+    .bind(&d.refs.job_id)
+    .bind(d.refs.actor_user_id)
+    .bind(&d.refs.actor)
     .bind(d.outcome)
     .bind(d.reason)
     .bind(&d.before)
@@ -96,45 +97,33 @@ pub async fn insert_decision(tx: &mut Tx, d: &NewDecision) -> Result<()> {
 /// Where a page starts: rows strictly older than this `(at_ms, id)`.
 pub type Cursor = (i64, i64);
 
-/// A group's decisions, newest first.
-pub async fn list_group_decisions(
-    tx: &mut Tx,
-    group_id: i64,
-    before: Option<Cursor>,
-    limit: i64,
-) -> Result<Vec<Decision>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM sync_decisions WHERE group_id = $1 \
-         AND ($2 IS NULL OR (at_ms, id) < ($2, $3)) ORDER BY at_ms DESC, id DESC LIMIT $4"
-    );
-    let (at, id) = split(before);
-    Ok(on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(
-        sql.clone()
-    ))
-    .bind(group_id)
-    .bind(at)
-    .bind(id)
-    .bind(limit)
-    .fetch_all(c)
-    .await)?)
+/// Whose timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeline {
+    Group(i64),
+    ExternalIssue(i64),
 }
 
-/// The decisions about one external issue, newest first.
-pub async fn list_external_issue_decisions(
+/// A group's or an external issue's decisions, newest first.
+pub async fn list_timeline(
     tx: &mut Tx,
-    external_issue_id: i64,
+    of: Timeline,
     before: Option<Cursor>,
     limit: i64,
 ) -> Result<Vec<Decision>> {
+    let (column, key) = match of {
+        Timeline::Group(id) => ("group_id", id),
+        Timeline::ExternalIssue(id) => ("external_issue_id", id),
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM sync_decisions WHERE external_issue_id = $1 \
+        "SELECT {COLUMNS} FROM sync_decisions WHERE {column} = $1 \
          AND ($2 IS NULL OR (at_ms, id) < ($2, $3)) ORDER BY at_ms DESC, id DESC LIMIT $4"
     );
     let (at, id) = split(before);
     Ok(on_tx!(tx, |c| sqlx::query_as(sqlx::AssertSqlSafe(
         sql.clone()
     ))
-    .bind(external_issue_id)
+    .bind(key)
     .bind(at)
     .bind(id)
     .bind(limit)
@@ -151,7 +140,7 @@ pub async fn list_decisions_of_issues(
 ) -> Result<Vec<Decision>> {
     let mut out = Vec::new();
     for id in external_issue_ids {
-        out.extend(list_external_issue_decisions(tx, *id, None, limit).await?);
+        out.extend(list_timeline(tx, Timeline::ExternalIssue(*id), None, limit).await?);
     }
     out.sort_by_key(|d| std::cmp::Reverse((d.at_ms, d.id)));
     out.truncate(usize::try_from(limit).unwrap_or(0));

@@ -83,18 +83,7 @@ pub fn reason_info(code: &str) -> Option<&'static ReasonInfo> {
 }
 
 /// What a decision is about and what caused it; the flows fill what they know.
-#[derive(Debug, Clone, Default)]
-pub struct About {
-    pub group_id: Option<i64>,
-    pub organization_id: Option<i64>,
-    pub integration_id: Option<i64>,
-    pub external_issue_id: Option<i64>,
-    pub external_key: Option<String>,
-    pub delivery_id: Option<i64>,
-    pub job_id: Option<String>,
-    pub actor_user_id: Option<i64>,
-    pub actor: Option<String>,
-}
+pub use crate::store::decisions::Refs as About;
 
 impl About {
     /// A decision of `direction` on `field`, whose outcome follows from `reason`.
@@ -109,15 +98,7 @@ impl About {
             at_ms: crate::now_ms(),
             direction,
             field,
-            group_id: self.group_id,
-            organization_id: self.organization_id,
-            integration_id: self.integration_id,
-            external_issue_id: self.external_issue_id,
-            external_key: self.external_key.clone(),
-            delivery_id: self.delivery_id,
-            job_id: self.job_id.clone(),
-            actor_user_id: self.actor_user_id,
-            actor: self.actor.clone(),
+            refs: self.clone(),
             outcome: reason.outcome(),
             reason: reason.code(),
             before: None,
@@ -237,7 +218,7 @@ pub fn sentence(d: &Decision, provider: Option<&str>, now_ms: i64) -> String {
     let provider = provider
         .map(super::provider_name)
         .unwrap_or("an integration");
-    let key = d.external_key.as_deref().unwrap_or("?");
+    let key = d.refs.external_key.as_deref().unwrap_or("?");
     let mut s = format!(
         "{time} {} {} {side} {provider} {key}: {}, {}",
         d.direction, d.field, d.outcome, d.reason
@@ -305,15 +286,15 @@ mod tests {
             at_ms: at,
             direction: "inbound".into(),
             field: "assignee".into(),
-            group_id: Some(7),
-            organization_id: Some(1),
-            integration_id: Some(2),
-            external_issue_id: Some(3),
-            external_key: Some("PROJ-123".into()),
-            delivery_id: Some(4),
-            job_id: None,
-            actor_user_id: None,
-            actor: None,
+            refs: About {
+                group_id: Some(7),
+                organization_id: Some(1),
+                integration_id: Some(2),
+                external_issue_id: Some(3),
+                external_key: Some("PROJ-123".into()),
+                delivery_id: Some(4),
+                ..Default::default()
+            },
             outcome: "skipped".into(),
             reason: "email_not_verified".into(),
             before: None,

@@ -108,6 +108,24 @@ async fn fresh_groups(
     Ok(fresh)
 }
 
+/// What an inbound job's decisions share: the issue, the delivery, the job, the actor.
+fn job_about(
+    ctx: &JobCtx,
+    integration_id: i64,
+    key: &str,
+    delivery_id: Option<i64>,
+    actor: &Option<String>,
+) -> About {
+    About {
+        integration_id: Some(integration_id),
+        external_key: Some(key.to_string()),
+        delivery_id,
+        job_id: Some(ctx.job_id.clone()),
+        actor: actor.clone(),
+        ..Default::default()
+    }
+}
+
 /// An inbound decision about group `g`.
 fn about(
     base: &About,
@@ -133,14 +151,13 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
     let state = &ctx.state;
     let integration = load_integration(state, job.integration_id).await?;
     let installs = installs(state, integration.id).await?;
-    let base = About {
-        integration_id: Some(integration.id),
-        external_key: Some(job.external_issue_key.clone()),
-        delivery_id: job.delivery_id,
-        job_id: Some(ctx.job_id.clone()),
-        actor: job.actor.clone(),
-        ..Default::default()
-    };
+    let base = job_about(
+        ctx,
+        integration.id,
+        &job.external_issue_key,
+        job.delivery_id,
+        &job.actor,
+    );
     let mut effects = Effects::default();
     let mut tx = state.db.begin_write().await?;
     let linked =
@@ -344,14 +361,13 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
     let state = &ctx.state;
     let integration = load_integration(state, job.integration_id).await?;
     let installs = installs(state, integration.id).await?;
-    let base = About {
-        integration_id: Some(integration.id),
-        external_key: Some(job.issue_key.clone()),
-        delivery_id: job.delivery_id,
-        job_id: Some(ctx.job_id.clone()),
-        actor: job.actor.clone(),
-        ..Default::default()
-    };
+    let base = job_about(
+        ctx,
+        integration.id,
+        &job.issue_key,
+        job.delivery_id,
+        &job.actor,
+    );
     let st = decision::STATUS;
     let change = describe_change(&integration.provider, &job.data);
     let affected: Vec<AffectedGroup> = {

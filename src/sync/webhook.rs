@@ -141,23 +141,17 @@ async fn linked_groups(
     Ok(external::groups_by_external_issue(&mut tx, integration_id, key).await?)
 }
 
-/// Records `provider_error` for every group and field of the event, then returns the error.
+/// Records `provider_error` for every group linked to the issue and every field of the
+/// event, then returns the error (a database that fails meanwhile only loses the record).
 async fn provider_failed(
     state: &AppState,
     base: &About,
-    event: &InboundEvent,
+    (integration_id, key): (i64, &str),
     fields: &[&'static str],
     e: JobError,
 ) -> JobError {
-    let groups = match linked_groups(
-        state,
-        base.integration_id.unwrap_or_default(),
-        &event.issue_key,
-    )
-    .await
-    {
-        Ok(g) => g,
-        Err(_) => return e,
+    let Ok(groups) = linked_groups(state, integration_id, key).await else {
+        return e;
     };
     let ds = decide_all(base, &groups, fields, Reason::ProviderError, &e.to_string());
     if let Err(we) = decision::write_alone(&state.db, ds).await {
@@ -203,7 +197,16 @@ pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), Jo
     {
         integration = match learn_app_account(state, integration).await {
             Ok(i) => i,
-            Err(e) => return Err(provider_failed(state, &base, &event, &changed, e).await),
+            Err(e) => {
+                return Err(provider_failed(
+                    state,
+                    &base,
+                    (integration_id, &event.issue_key),
+                    &changed,
+                    e,
+                )
+                .await);
+            }
         };
     }
     if is_own_echo(&integration, &event) {
@@ -245,7 +248,14 @@ pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), Jo
                         Err(e) => {
                             let e = JobError::from(e);
                             let f = [decision::ASSIGNEE];
-                            return Err(provider_failed(state, &base, &event, &f, e).await);
+                            return Err(provider_failed(
+                                state,
+                                &base,
+                                (integration_id, &event.issue_key),
+                                &f,
+                                e,
+                            )
+                            .await);
                         }
                     }
                 }

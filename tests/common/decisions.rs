@@ -11,7 +11,8 @@ pub async fn db_group_decisions(
     group: i64,
 ) -> Vec<issuesync::store::decisions::Decision> {
     let mut tx = app.state.db.begin().await.expect("begin");
-    issuesync::store::decisions::list_group_decisions(&mut tx, group, None, 10_000)
+    use issuesync::store::decisions::{Timeline, list_timeline};
+    list_timeline(&mut tx, Timeline::Group(group), None, 10_000)
         .await
         .expect("decisions")
 }
@@ -42,26 +43,38 @@ pub async fn api_pages(app: &TestApp, path: &str) -> Vec<Value> {
     }
 }
 
-/// A group's decisions as the API returns them; asserts the database holds the same rows.
+/// A group's decisions as the API returns them; asserts the database holds the same rows
+/// (read again when a running job wrote one in between).
 pub async fn group_decisions(app: &TestApp, group: i64) -> Vec<Value> {
-    let api = api_pages(app, &format!("/groups/{group}/sync")).await;
-    let db = db_group_decisions(app, group).await;
-    let api_rows: Vec<(i64, String, String)> = api
-        .iter()
-        .map(|d| {
-            (
-                d["id"].as_i64().expect("id"),
-                d["reason"].as_str().expect("reason").to_string(),
-                d["outcome"].as_str().expect("outcome").to_string(),
-            )
-        })
-        .collect();
-    let db_rows: Vec<(i64, String, String)> = db
-        .iter()
-        .map(|d| (d.id, d.reason.clone(), d.outcome.clone()))
-        .collect();
-    assert_eq!(api_rows, db_rows, "the API and the database disagree");
-    api
+    let key = |id: i64, reason: &str, outcome: &str| (id, reason.to_string(), outcome.to_string());
+    let mut tries = 0;
+    loop {
+        let api = api_pages(app, &format!("/groups/{group}/sync")).await;
+        let db = db_group_decisions(app, group).await;
+        let api_rows: Vec<_> = api
+            .iter()
+            .map(|d| {
+                key(
+                    d["id"].as_i64().expect("id"),
+                    d["reason"].as_str().expect("reason"),
+                    d["outcome"].as_str().expect("outcome"),
+                )
+            })
+            .collect();
+        let db_rows: Vec<_> = db
+            .iter()
+            .map(|d| key(d.id, &d.reason, &d.outcome))
+            .collect();
+        if api_rows == db_rows {
+            return api;
+        }
+        tries += 1;
+        assert!(
+            tries < 5,
+            "the API and the database disagree: {api_rows:?} vs {db_rows:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The newest decision of `direction`/`field` with `reason`; panics with the timeline when
@@ -99,4 +112,60 @@ pub async fn wait_for(app: &TestApp, group: i64, reason: &str, secs: u64) -> Vec
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The `id` of a created object.
+pub fn id(v: &Value) -> i64 {
+    v["id"].as_i64().expect("id")
+}
+
+/// Organization "Acme" with team "Backend" and a project of that team (`name`, `slug` when
+/// given); returns (organization, team, project).
+pub async fn org_team_project(app: &TestApp, name: &str, slug: Option<&str>) -> (i64, i64, i64) {
+    let org = id(&app
+        .create("/organizations", serde_json::json!({"name": "Acme"}))
+        .await);
+    let team = id(&app
+        .create(
+            &format!("/organizations/{org}/teams"),
+            serde_json::json!({"name": "Backend"}),
+        )
+        .await);
+    let mut body = serde_json::json!({"name": name, "teams": [team]});
+    if let Some(s) = slug {
+        body["slug"] = serde_json::json!(s);
+    }
+    let project = id(&app
+        .create(&format!("/organizations/{org}/projects"), body)
+        .await);
+    (org, team, project)
+}
+
+/// A user with one email, member of `org` (in `teams`); returns the user id.
+pub async fn member(app: &TestApp, org: i64, email: &str, verified: bool, teams: &[i64]) -> i64 {
+    let user = id(&app
+        .create(
+            "/users",
+            serde_json::json!({"name": email, "emails": [{"email": email, "is_verified": verified}]}),
+        )
+        .await);
+    app.create(
+        &format!("/organizations/{org}/members"),
+        serde_json::json!({"user_id": user, "teams": teams}),
+    )
+    .await;
+    user
+}
+
+/// Installs `integration` on `org` with `config`; returns the installation id.
+pub async fn install(app: &TestApp, integration: i64, org: i64, config: Value) -> i64 {
+    let (s, oi) = app
+        .api(
+            reqwest::Method::PUT,
+            &format!("/integrations/{integration}/organizations/{org}"),
+            Some(serde_json::json!({"config": config})),
+        )
+        .await;
+    assert_eq!(s, 200, "{oi}");
+    id(&oi)
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::explain::{self, Search};
 use crate::receiver::error::{ApiPath, ApiQuery, ApiResult};
 use crate::startup::AppState;
+use crate::store::decisions::Timeline;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,7 +30,7 @@ async fn group_sync(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
-    let page = explain::group_timeline(&s.db, id, q.before.as_deref(), q.limit).await?;
+    let page = explain::timeline(&s.db, Timeline::Group(id), q.before.as_deref(), q.limit).await?;
     Ok(Json(json!(page)))
 }
 
@@ -38,7 +39,13 @@ async fn issue_sync(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
-    let page = explain::issue_timeline(&s.db, id, q.before.as_deref(), q.limit).await?;
+    let page = explain::timeline(
+        &s.db,
+        Timeline::ExternalIssue(id),
+        q.before.as_deref(),
+        q.limit,
+    )
+    .await?;
     Ok(Json(json!(page)))
 }
 

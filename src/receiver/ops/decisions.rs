@@ -13,6 +13,7 @@ use super::{PageError, render};
 use crate::explain::{self, Search};
 use crate::receiver::error::ApiPath;
 use crate::startup::AppState;
+use crate::store::decisions::Timeline;
 use crate::store::{external, groups};
 use crate::sync::decision::{self, OUTCOMES, REASONS};
 
@@ -29,7 +30,8 @@ pub async fn group(
     ApiPath(id): ApiPath<i64>,
     Query(q): Query<PageQuery>,
 ) -> Page {
-    let page = explain::group_timeline(&s.db, id, nonempty(&q.before).as_deref(), None).await?;
+    let before = nonempty(&q.before);
+    let page = explain::timeline(&s.db, Timeline::Group(id), before.as_deref(), None).await?;
     let mut tx = s.db.begin().await?;
     let g = groups::find_group(&mut tx, id)
         .await?
