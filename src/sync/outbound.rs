@@ -25,6 +25,7 @@ use crate::worker::error::JobError;
 
 /// What a run decides about, and how it records it.
 struct Run<'a> {
+    ctx: &'a JobCtx,
     state: &'a AppState,
     about: About,
     field: &'static str,
@@ -36,14 +37,20 @@ impl Run<'_> {
             .decide(decision::OUTBOUND, self.field, reason, detail)
     }
 
-    /// Records a decision in its own transaction.
+    /// Records a failure in its own transaction, so that it outlives the attempt.
     async fn record(&self, d: NewDecision) -> Result<(), JobError> {
         decision::write_alone(&self.state.db, vec![d]).await?;
         Ok(())
     }
 
-    async fn skip(&self, reason: Reason, detail: impl Into<String>) -> Result<(), JobError> {
-        self.record(self.decision(reason, detail)).await
+    /// The decision a successful run ends with: written with the job's done mark.
+    fn finish(&self, d: NewDecision) -> Result<(), JobError> {
+        self.ctx.decide_on_success(d);
+        Ok(())
+    }
+
+    fn skip(&self, reason: Reason, detail: impl Into<String>) -> Result<(), JobError> {
+        self.finish(self.decision(reason, detail))
     }
 
     /// A provider call's failure, recorded (rate limit: deferred; 4xx: refused with the
@@ -77,14 +84,13 @@ impl Run<'_> {
         JobError::Permanent(detail)
     }
 
-    async fn sent(
+    fn sent(
         &self,
         before: Option<String>,
         after: Option<String>,
         detail: impl Into<String>,
     ) -> Result<(), JobError> {
-        self.record(self.decision(Reason::Sent, detail).values(before, after))
-            .await
+        self.finish(self.decision(Reason::Sent, detail).values(before, after))
     }
 }
 
@@ -105,8 +111,7 @@ async fn target(
         run.skip(
             Reason::LinkGone,
             format!("external issue {external_issue_id} no longer exists"),
-        )
-        .await?;
+        )?;
         return Ok(None);
     };
     run.about.integration_id = Some(issue.integration_id);
@@ -130,7 +135,7 @@ async fn target(
         (Some(_), None) => format!("the integration is not installed on organization {org}"),
         (Some(_), Some(_)) => format!("{switch_key} is off for organization {org}"),
     };
-    run.skip(Reason::SyncDisabled, why).await?;
+    run.skip(Reason::SyncDisabled, why)?;
     Ok(None)
 }
 
@@ -138,6 +143,7 @@ async fn target(
 pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;
     let mut run = Run {
+        ctx,
         state,
         about: About {
             group_id: Some(job.group_id),
@@ -154,12 +160,10 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
     };
     let Some(group) = group else {
         run.about.group_id = None;
-        return run
-            .skip(
-                Reason::LinkGone,
-                format!("group {} no longer exists", job.group_id),
-            )
-            .await;
+        return run.skip(
+            Reason::LinkGone,
+            format!("group {} no longer exists", job.group_id),
+        );
     };
     let Some((issue, integration, oi)) =
         target(&mut run, job.external_issue_id, "sync_status_forward").await?
@@ -168,12 +172,10 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
     };
     if group.status != group_status::RESOLVED && group.status != group_status::UNRESOLVED {
         // Ignored groups are never pushed.
-        return run
-            .skip(
-                Reason::GroupArchived,
-                "the group is archived; archived groups are not pushed",
-            )
-            .await;
+        return run.skip(
+            Reason::GroupArchived,
+            "the group is archived; archived groups are not pushed",
+        );
     }
     let resolved = group.status == group_status::RESOLVED;
     let wanted = decision::status_value(group.status);
@@ -195,7 +197,7 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
                         format!("{} already has status {target} ({wanted})", issue.key),
                     )
                     .values(now, Some(target));
-                return run.record(d).await;
+                return run.finish(d);
             }
             let transitions = run
                 .provider(client.get_transitions(&issue.key).await)
@@ -219,7 +221,7 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
             run.provider(client.transition_issue(&issue.key, &tid).await)
                 .await?;
             let detail = format!("transition {tid} to status {target} ({wanted})");
-            run.sent(now, Some(target), detail).await
+            run.sent(now, Some(target), detail)
         }
         "vsts" => {
             let client = VstsClient::new(&state.http, &integration)?.with_db(&state.db);
@@ -248,7 +250,7 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
             )
             .await?;
             let detail = format!("System.State set to {state_name} ({wanted})");
-            run.sent(before, Some(state_name), detail).await
+            run.sent(before, Some(state_name), detail)
         }
         other => Err(JobError::Permanent(format!(
             "no outbound status sync for {other}"
@@ -308,6 +310,7 @@ pub async fn sync_assignee_outbound(
 ) -> Result<(), JobError> {
     let state = &ctx.state;
     let mut run = Run {
+        ctx,
         state,
         about: About {
             group_id: job.group_id,
@@ -323,9 +326,7 @@ pub async fn sync_assignee_outbound(
         if groups::find_group(&mut tx, gid).await?.is_none() {
             drop(tx);
             run.about.group_id = None;
-            return run
-                .skip(Reason::LinkGone, format!("group {gid} no longer exists"))
-                .await;
+            return run.skip(Reason::LinkGone, format!("group {gid} no longer exists"));
         }
     }
     let Some((issue, integration, _)) =
@@ -334,12 +335,10 @@ pub async fn sync_assignee_outbound(
         return Ok(());
     };
     if job.source_integration_id == Some(integration.id) {
-        return run
-            .skip(
-                Reason::SourceIntegration,
-                "the change came from this integration",
-            )
-            .await;
+        return run.skip(
+            Reason::SourceIntegration,
+            "the change came from this integration",
+        );
     }
     // The group's assignee now; a team assignment is never synced outbound.
     let wanted = match job.group_id {
@@ -354,7 +353,7 @@ pub async fn sync_assignee_outbound(
                         let d = run
                             .decision(Reason::TeamAssignee, "team assignments are not pushed")
                             .values(None, decision::assignee_value(None, t));
-                        return run.record(d).await;
+                        return run.finish(d);
                     }
                 },
             }
@@ -381,9 +380,9 @@ pub async fn sync_assignee_outbound(
             };
             drop(tx);
             match emails {
-                None => return not_found(&run, uid, format!("user {uid} no longer exists")).await,
+                None => return not_found(&run, uid, format!("user {uid} no longer exists")),
                 Some(e) if e.is_empty() => {
-                    return not_found(&run, uid, format!("user {uid} has no verified email")).await;
+                    return not_found(&run, uid, format!("user {uid} has no verified email"));
                 }
                 Some(e) => e,
             }
@@ -405,13 +404,13 @@ pub async fn sync_assignee_outbound(
                             "no Jira user assignable to {} has a verified email of user {uid}",
                             issue.key
                         );
-                        return not_found(&run, uid, why).await;
+                        return not_found(&run, uid, why);
                     }
                 },
             };
             run.provider(client.assign_issue(&issue.key, account.as_deref()).await)
                 .await?;
-            sent_assignee(&run, user, account).await
+            sent_assignee(&run, user, account)
         }
         "vsts" => {
             let client = VstsClient::new(&state.http, &integration)?.with_db(&state.db);
@@ -428,7 +427,7 @@ pub async fn sync_assignee_outbound(
                         None => {
                             let why =
                                 format!("no Azure DevOps user has a verified email of user {uid}");
-                            return not_found(&run, uid, why).await;
+                            return not_found(&run, uid, why);
                         }
                     }
                 }
@@ -439,7 +438,7 @@ pub async fn sync_assignee_outbound(
                     .await,
             )
             .await?;
-            sent_assignee(&run, user, value).await
+            sent_assignee(&run, user, value)
         }
         other => Err(JobError::Permanent(format!(
             "no outbound assignee sync for {other}"
@@ -448,15 +447,15 @@ pub async fn sync_assignee_outbound(
 }
 
 /// `external_user_not_found`: the external issue is left alone (never unassigned for it).
-async fn not_found(run: &Run<'_>, uid: i64, why: String) -> Result<(), JobError> {
+fn not_found(run: &Run<'_>, uid: i64, why: String) -> Result<(), JobError> {
     tracing::info!(user_id = uid, why, "assignee-not-found");
     let d = run
         .decision(Reason::ExternalUserNotFound, why)
         .values(None, decision::assignee_value(Some(uid), None));
-    run.record(d).await
+    run.finish(d)
 }
 
-async fn sent_assignee(
+fn sent_assignee(
     run: &Run<'_>,
     user: Option<i64>,
     account: Option<String>,
@@ -465,7 +464,7 @@ async fn sent_assignee(
         (Some(u), Some(a)) => format!("assigned to {a} (user {u})"),
         _ => "unassigned: the group has no assignee".to_string(),
     };
-    run.sent(None, account, detail).await
+    run.sent(None, account, detail)
 }
 
 /// Jira Server: a single search result wins (it may hide emails); otherwise emails are
