@@ -93,6 +93,15 @@ impl World {
     }
 }
 
+/// ADO accepts every PATCH of work item 31.
+async fn mock_ado_patch(w: &World) {
+    Mock::given(method("PATCH"))
+        .and(path("/_apis/wit/workitems/31"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&w.mock)
+        .await;
+}
+
 async fn put_group(app: &TestApp, g: i64, body: Value) {
     let (s, v) = app
         .api(reqwest::Method::PUT, &format!("/groups/{g}"), Some(body))
@@ -358,11 +367,7 @@ async fn assignee_without_verified_email_leaves_the_external_issue_alone(app: Te
         .respond_with(ResponseTemplate::new(204))
         .mount(&w.mock)
         .await;
-    Mock::given(method("PATCH"))
-        .and(path("/_apis/wit/workitems/31"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_patch(&w).await;
     let g = w
         .group(&app, &[(w.jira_server, "APP-9"), (w.vsts, "31")])
         .await;
@@ -439,11 +444,7 @@ async fn outbound_assignee_decisions(app: TestApp) {
         )
         .mount(&w.mock)
         .await;
-    Mock::given(method("PATCH"))
-        .and(path("/_apis/wit/workitems/31"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_patch(&w).await;
     let g = w
         .group(&app, &[(w.jira_server, "APP-1"), (w.vsts, "31")])
         .await;

@@ -2,7 +2,8 @@
 //! stable reason code (documented in docs/api.md, "Sync decisions").
 //!
 //! Rules: a decision is written in the transaction of the change it describes; a skip is
-//! written by the job that skipped; a failed provider call is written in its own small
+//! written by the job that skipped (an outbound job's, with its done mark: see
+//! `JobCtx::decide_on_success`); a failed provider call is written in its own small
 //! transaction before the job returns the error, so it survives the job's failure. The
 //! counter `issuesync_sync_decisions_total` counts decisions after their commit (their
 //! labels travel in `Effects` to `after_commit`).

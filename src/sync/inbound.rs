@@ -1,6 +1,7 @@
 //! Inbound sync: the events of a delivery (fanned out by `process_webhook`, in
-//! `sync::webhook`) change our groups. `sync_assignee_inbound` (spec §5.1) and
-//! `sync_status_inbound` (spec §6.3) apply them in event order, each field against its own
+//! `sync::webhook`) change our groups. `sync_assignee_inbound` (Sentry's
+//! `sync_group_assignee_inbound`) and `sync_status_inbound` (Sentry's task of that name)
+//! apply them in event order, each field against its own
 //! stored sequence, and write a sync decision for every group they touch or leave alone.
 
 use std::collections::HashMap;
@@ -355,7 +356,8 @@ pub async fn after_commit(state: &AppState, effects: Effects) {
     }
 }
 
-/// `sync_status_inbound` (spec §6.3), retried on provider failure (Sentry drops it), in
+/// `sync_status_inbound` (Sentry's task of that name), retried on provider failure (Sentry
+/// drops it), in
 /// event order per external issue.
 pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;
@@ -381,54 +383,39 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
     if affected.is_empty() {
         return Ok(());
     }
+    // Nothing applied: the same status decision for every group, in its own transaction.
+    let all = |reason: Reason, detail: String| {
+        let ds: Vec<NewDecision> = affected
+            .iter()
+            .map(|g| about(&base, g, st, reason, detail.clone()))
+            .collect();
+        decision::write_alone(&state.db, ds)
+    };
     let Some(oi) = installs
         .get(&job.organization_id)
         .filter(|oi| switch(oi, "sync_status_reverse"))
     else {
         // Switched off while the job waited.
-        let detail = format!(
-            "sync_status_reverse is off for organization {}",
-            job.organization_id
-        );
-        let ds = affected
-            .iter()
-            .map(|g| about(&base, g, st, Reason::SyncDisabled, detail.clone()))
-            .collect();
-        decision::write_alone(&state.db, ds).await?;
+        let org = job.organization_id;
+        all(
+            Reason::SyncDisabled,
+            format!("sync_status_reverse is off for organization {org}"),
+        )
+        .await?;
         return Ok(());
     };
     if integration.provider == "vsts" && job.data.get("project").and_then(Value::as_str).is_none() {
-        let ds = affected
-            .iter()
-            .map(|g| {
-                about(
-                    &base,
-                    g,
-                    st,
-                    Reason::NoStatusMapping,
-                    format!("{change}: the event names no project"),
-                )
-            })
-            .collect();
-        decision::write_alone(&state.db, ds).await?;
+        all(
+            Reason::NoStatusMapping,
+            format!("{change}: the event names no project"),
+        )
+        .await?;
         return Err(JobError::Permanent("no project in the event".into()));
     }
     let action = match resolve_action(state, &integration, &job.data).await {
         Ok(a) => a,
         Err(e) => {
-            let ds = affected
-                .iter()
-                .map(|g| {
-                    about(
-                        &base,
-                        g,
-                        st,
-                        Reason::ProviderError,
-                        format!("{change}: {e}"),
-                    )
-                })
-                .collect();
-            decision::write_alone(&state.db, ds).await?;
+            all(Reason::ProviderError, format!("{change}: {e}")).await?;
             return Err(e);
         }
     };

@@ -301,7 +301,8 @@ enum Wanted {
     User(i64),
 }
 
-/// `sync_assignee_outbound` (spec §2.5, §3.5, §4.6, §6.2). Unassigns only when the group
+/// `sync_assignee_outbound` (Sentry's task and the providers' method of that name).
+/// Unassigns only when the group
 /// really has no assignee: an assignee we cannot find at the provider (no verified email, a
 /// deleted user, no matching account) leaves the external issue alone.
 pub async fn sync_assignee_outbound(

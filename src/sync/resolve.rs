@@ -1,6 +1,6 @@
-//! The resolve decision of an inbound status change (spec §1.2 `ResolveSyncAction`, §2.3,
-//! §3.6): which provider states are done, and whether a change resolves, unresolves or
-//! does nothing.
+//! The resolve decision of an inbound status change (Sentry's `ResolveSyncAction` and the
+//! providers' `get_resolve_sync_action`): which provider states are done, and whether a
+//! change resolves, unresolves or does nothing.
 
 use serde_json::Value;
 
@@ -11,7 +11,7 @@ use crate::startup::AppState;
 use crate::store::integrations::Integration;
 use crate::worker::error::JobError;
 
-/// RESOLVE / UNRESOLVE / NOOP (spec §1.2 `ResolveSyncAction`).
+/// RESOLVE / UNRESOLVE / NOOP (Sentry's `ResolveSyncAction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolveAction {
     Noop,
@@ -34,7 +34,7 @@ impl ResolveAction {
     }
 }
 
-/// Azure DevOps (spec §2.3): New → done is a NOOP (both flags), any move into a non-done
+/// Azure DevOps: New → done is a NOOP (both flags), any move into a non-done
 /// state unresolves.
 pub fn vsts_action(done: &[String], new_state: &str, old_state: Option<&str>) -> ResolveAction {
     let is_done = |s: &str| done.iter().any(|d| d == s);
@@ -43,7 +43,7 @@ pub fn vsts_action(done: &[String], new_state: &str, old_state: Option<&str>) ->
     ResolveAction::from_flags(should_resolve, should_unresolve)
 }
 
-/// Jira (spec §3.6): status ids moving into or out of the done category.
+/// Jira: status ids moving into or out of the done category.
 pub fn jira_action(done: &[String], from: Option<&str>, to: Option<&str>) -> ResolveAction {
     let is_done = |s: Option<&str>| s.is_some_and(|s| done.iter().any(|d| d == s));
     ResolveAction::from_flags(is_done(to) && !is_done(from), is_done(from) && !is_done(to))
