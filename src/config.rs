@@ -34,6 +34,8 @@ pub struct Settings {
     pub discord: DiscordSettings,
     #[serde(default)]
     pub jira_server: JiraServerSettings,
+    #[serde(default)]
+    pub sync_decisions: SyncDecisionSettings,
     /// Provider requests per second, per integration, by provider key.
     pub rate_limit: std::collections::HashMap<String, u32>,
 }
@@ -80,6 +82,18 @@ fn one() -> usize {
 impl QueueSettings {
     pub fn concurrency_of(&self, queue: &str) -> usize {
         self.concurrency.get(queue).copied().unwrap_or(2).max(1)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct SyncDecisionSettings {
+    /// Sync decisions older than this are pruned by the hourly maintenance job.
+    pub retention_days: u64,
+}
+
+impl Default for SyncDecisionSettings {
+    fn default() -> Self {
+        SyncDecisionSettings { retention_days: 30 }
     }
 }
 

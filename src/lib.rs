@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod explain;
 pub mod kv;
 pub mod ops;
 pub mod providers;

@@ -42,6 +42,16 @@ enum Command {
     /// Stored webhook deliveries.
     #[command(subcommand)]
     Deliveries(DeliveriesCmd),
+    /// Why changes of a group (or an external issue key) did or did not sync.
+    Explain {
+        /// A group id, or an external issue key (PROJ-123; an ADO work item id).
+        what: String,
+        #[arg(long)]
+        json: bool,
+        /// How many decisions, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
     /// The benchmark harness (use a release build).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -631,6 +641,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(cmd) => {
             let state = startup::build_state(settings).await?;
             jobs(&state, cmd).await
+        }
+        Command::Explain { what, json, limit } => {
+            let state = startup::build_state(settings).await?;
+            let e = issuesync::explain::explain(&state.db, &what, limit).await?;
+            if json {
+                return print_json(&e);
+            }
+            match &e.subject {
+                issuesync::explain::Subject::Group { id, title } => {
+                    println!("group {id} ({title}):")
+                }
+                issuesync::explain::Subject::ExternalIssue { key, .. } => println!("{key}:"),
+            }
+            if e.decisions.is_empty() {
+                println!("  no sync decisions recorded");
+            }
+            // Oldest first, so it reads as a story; the newest is the last line.
+            for d in e.decisions.iter().rev() {
+                println!("  {}", d.sentence);
+            }
+            Ok(())
         }
     }
 }

@@ -661,6 +661,14 @@ async fn resolve_from_discord_transitions_the_linked_jira_issue(app: TestApp) {
         "issuesync",
         "tok-123"
     ));
+    // The push is a sync decision acted by the linked user.
+    let ds = common::decisions::group_decisions(&app, g).await;
+    let sent = common::decisions::find(&ds, "outbound", "status", "sent");
+    assert_eq!(sent["actor_user_id"], w.alice);
+    assert_eq!(
+        (sent["before"].as_str(), sent["after"].as_str()),
+        (Some("3"), Some("10101"))
+    );
 }
 
 async fn identity_admin_api(app: TestApp) {

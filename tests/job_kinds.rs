@@ -110,6 +110,7 @@ async fn admin_enqueue_of_a_coalescing_kind_coalesces(app: TestApp) {
         .enqueue(&issuesync_jobs::sync_status_outbound::SyncStatusOutbound {
             group_id: 3,
             external_issue_id: 7,
+            acting_user_id: None,
         })
         .await;
     assert_eq!(by_sync.id(), id);

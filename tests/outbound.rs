@@ -669,6 +669,7 @@ async fn ado_token_refreshed_once_on_401(app: TestApp) {
             user_id: None,
             assign: false,
             source_integration_id: None,
+            acting_user_id: None,
         };
         issuesync::worker::enqueue(&mut tx, &job).await.unwrap();
     }

@@ -79,6 +79,7 @@ async fn three_workers_share_ten_requests_a_second() {
             user_id: None,
             assign: false,
             source_integration_id: None,
+            acting_user_id: None,
         });
     }
     let mut tx = app.state.db.begin().await.unwrap();

@@ -169,6 +169,7 @@ async fn enqueue_unassign(app: &TestApp, group: i64) {
             user_id: None,
             assign: false,
             source_integration_id: None,
+            acting_user_id: None,
         },
     )
     .await;

@@ -8,9 +8,20 @@ pub struct SyncAssigneeInbound {
     /// The new assignee's email; `None` with `assign = false` unassigns.
     pub email: Option<String>,
     pub assign: bool,
-    /// Provider event time (ms), for the ordered-assignment guard.
-    #[serde(default)]
-    pub event_time_ms: Option<i64>,
+    /// The event's place in the issue's order (ADO `rev`, Jira `timestamp`): applied only
+    /// when no newer assignee event of the issue was applied (older payloads: `event_time_ms`).
+    #[serde(
+        default,
+        alias = "event_time_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sequence: Option<i64>,
+    /// The stored delivery the change came in, for the decision record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<i64>,
+    /// Who made the change at the provider (account id / name), for the decision record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl crate::Job for SyncAssigneeInbound {
@@ -26,6 +37,18 @@ fn round_trip() {
         external_issue_key: "APP-1".into(),
         email: Some("bob@example.org".into()),
         assign: true,
-        event_time_ms: None,
+        sequence: Some(7),
+        delivery_id: Some(3),
+        actor: Some("bob".into()),
     });
+}
+
+#[test]
+fn older_payloads_still_decode() {
+    let old: SyncAssigneeInbound = serde_json::from_value(serde_json::json!({
+        "integration_id": 1, "external_issue_key": "APP-1", "email": null, "assign": false,
+        "event_time_ms": 5}))
+    .expect("decode");
+    assert_eq!(old.sequence, Some(5));
+    assert_eq!(old.delivery_id, None);
 }

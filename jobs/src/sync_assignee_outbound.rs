@@ -13,6 +13,10 @@ pub struct SyncAssigneeOutbound {
     /// The integration the change came from; never pushed back to it.
     #[serde(default)]
     pub source_integration_id: Option<i64>,
+    /// Who asked for the change (our user), for the decision record; a coalesced job
+    /// carries the latest intent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_user_id: Option<i64>,
 }
 
 impl crate::Job for SyncAssigneeOutbound {
@@ -34,5 +38,6 @@ fn round_trip() {
         user_id: Some(7),
         assign: true,
         source_integration_id: Some(1),
+        acting_user_id: Some(2),
     });
 }

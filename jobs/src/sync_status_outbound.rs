@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 pub struct SyncStatusOutbound {
     pub group_id: i64,
     pub external_issue_id: i64,
+    /// Who asked for the change (our user), for the decision record; a coalesced job
+    /// carries the latest intent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acting_user_id: Option<i64>,
 }
 
 impl crate::Job for SyncStatusOutbound {
@@ -24,5 +28,6 @@ fn round_trip() {
     crate::round_trip(SyncStatusOutbound {
         group_id: 1,
         external_issue_id: 2,
+        acting_user_id: None,
     });
 }

@@ -500,6 +500,7 @@ pub async fn storm(
             &SyncStatusOutbound {
                 group_id: *group_id,
                 external_issue_id: *external_issue_id,
+                acting_user_id: None,
             },
         )
         .await?;

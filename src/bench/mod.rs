@@ -307,11 +307,11 @@ pub async fn invalidate(
     populate_keys(state, conn, &ids).await?;
     let before = redis_delete_calls(conn).await?;
     let started = Instant::now();
-    let ctx = crate::worker::JobCtx {
-        state: state.clone(),
-        job_id: format!("bench-{}", uuid::Uuid::new_v4().simple()),
-        attempt: 1,
-    };
+    let ctx = crate::worker::JobCtx::new(
+        state.clone(),
+        format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        1,
+    );
     let job = issuesync_jobs::invalidate_project_caches::InvalidateProjectCaches {
         project_id: project.id,
         kind: issuesync_jobs::invalidate_project_caches::CacheKind::AssigneeExists,

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::types::{activity, history, subscription_reason};
 use crate::db::Tx;
 use crate::store::groups::{self, Assignee, NewHistory};
+use crate::store::jobs::Enqueued;
 use crate::store::{StoreError, external, teams, users};
 use crate::worker::enqueue;
 
@@ -53,16 +54,49 @@ pub struct GroupRef {
     pub organization_id: i64,
 }
 
-/// Work to do after the transaction commits.
+/// What a change did about the outbound push of one linked external issue, when that was
+/// decided at the time of the change rather than by a job: the sync layer records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundNote {
+    /// Not pushed back to the integration the change came from.
+    SourceIntegration,
+    /// A team assignment is not pushed.
+    TeamAssignee,
+    /// A waiting outbound job of the issue (this id) takes the change instead.
+    Coalesced { job_id: String },
+    /// Archiving is not pushed.
+    GroupArchived,
+}
+
+/// An [`OutboundNote`] about one external issue of a group.
+#[derive(Debug, Clone)]
+pub struct OutboundNoted {
+    pub group: GroupRef,
+    pub issue: external::ExternalIssue,
+    /// `status` or `assignee`.
+    pub field: &'static str,
+    pub note: OutboundNote,
+    pub acting_user: Option<i64>,
+}
+
+/// Work to do after the transaction commits, and what the sync layer records about it.
 #[derive(Debug, Default)]
 pub struct Effects {
     /// Groups whose `assignee_exists`/`owner_exists` keys must be deleted.
     pub invalidate_groups: Vec<i64>,
+    /// Outbound pushes decided at change time (recorded as sync decisions in the same
+    /// transaction, then drained).
+    pub outbound: Vec<OutboundNoted>,
+    /// Labels (direction, field, outcome, reason) of the sync decisions written in the
+    /// transaction, counted once it committed.
+    pub decisions: Vec<[&'static str; 4]>,
 }
 
 impl Effects {
     pub fn merge(&mut self, other: Effects) {
         self.invalidate_groups.extend(other.invalidate_groups);
+        self.outbound.extend(other.outbound);
+        self.decisions.extend(other.decisions);
     }
 }
 
@@ -70,6 +104,8 @@ impl Effects {
 pub struct AssignResult {
     pub new_assignment: bool,
     pub updated_assignment: bool,
+    /// The assignee before the call.
+    pub previous: Option<Actor>,
 }
 
 /// Assigns a group to a user or team. Re-assigning the current assignee changes nothing.
@@ -97,8 +133,12 @@ pub async fn assign(
             groups::update_assignee(tx, g.group_id, user_id, team_id, now).await? > 0,
         ),
     };
+    let previous_actor = previous.as_ref().and_then(Actor::of);
     if !affected {
-        return Ok(AssignResult::default());
+        return Ok(AssignResult {
+            previous: previous_actor,
+            ..Default::default()
+        });
     }
     let (id, kind, email) = match to {
         Actor::User(u) => (u, "user", primary_email(tx, u).await?),
@@ -120,10 +160,15 @@ pub async fn assign(
     )
     .await?;
     write_history(tx, g, history::ASSIGNED, acting_user, now).await?;
-    if let Actor::User(u) = to {
-        enqueue_outbound_assignee(tx, g, Some(u), true, source_integration).await?;
+    let push = Push {
+        source: source_integration,
+        acting_user,
+    };
+    match to {
+        Actor::User(u) => enqueue_outbound_assignee(tx, g, Some(u), true, push, effects).await?,
+        Actor::Team(_) => note_team_assignment(tx, g, push, effects).await?,
     }
-    if let Some(prev) = previous.as_ref().and_then(Actor::of) {
+    if let Some(prev) = previous_actor {
         remove_old_assignees(tx, g, prev, Some(to)).await?;
     }
     // An improvement on Sentry, which leaves a 60 s negative cache stale on assign.
@@ -131,21 +176,22 @@ pub async fn assign(
     Ok(AssignResult {
         new_assignment: created,
         updated_assignment: !created,
+        previous: previous_actor,
     })
 }
 
-/// Removes a group's assignee; true when there was one.
+/// Removes a group's assignee; returns the one removed (None when there was none).
 pub async fn deassign(
     tx: &mut Tx,
     g: GroupRef,
     acting_user: Option<i64>,
     source_integration: Option<i64>,
     effects: &mut Effects,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Actor>, StoreError> {
     let now = crate::now_ms();
     let previous = groups::find_assignee(tx, g.group_id).await?;
     if groups::delete_assignee(tx, g.group_id).await? == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     groups::insert_activity(
         tx,
@@ -159,11 +205,16 @@ pub async fn deassign(
     .await?;
     write_history(tx, g, history::UNASSIGNED, acting_user, now).await?;
     effects.invalidate_groups.push(g.group_id);
-    enqueue_outbound_assignee(tx, g, None, false, source_integration).await?;
-    if let Some(prev) = previous.as_ref().and_then(Actor::of) {
+    let push = Push {
+        source: source_integration,
+        acting_user,
+    };
+    enqueue_outbound_assignee(tx, g, None, false, push, effects).await?;
+    let previous = previous.as_ref().and_then(Actor::of);
+    if let Some(prev) = previous {
         remove_old_assignees(tx, g, prev, None).await?;
     }
-    Ok(true)
+    Ok(previous)
 }
 
 /// Drops the "assigned" subscriptions of the previous assignee (spec §7.3), keeping a user's
@@ -250,6 +301,30 @@ pub async fn write_history(
     .await
 }
 
+/// Where an assignee change came from, for its outbound pushes.
+#[derive(Debug, Clone, Copy)]
+struct Push {
+    /// The integration it came from: never pushed back there.
+    source: Option<i64>,
+    acting_user: Option<i64>,
+}
+
+fn note(
+    effects: &mut Effects,
+    g: GroupRef,
+    issue: external::ExternalIssue,
+    note: OutboundNote,
+    acting_user: Option<i64>,
+) {
+    effects.outbound.push(OutboundNoted {
+        group: g,
+        issue,
+        field: "assignee",
+        note,
+        acting_user,
+    });
+}
+
 /// One `sync_assignee_outbound` per linked external issue, except those of the integration
 /// the change came from (the ping-pong guard, spec §1.3).
 async fn enqueue_outbound_assignee(
@@ -257,10 +332,18 @@ async fn enqueue_outbound_assignee(
     g: GroupRef,
     user_id: Option<i64>,
     assign: bool,
-    source: Option<i64>,
+    push: Push,
+    effects: &mut Effects,
 ) -> Result<(), StoreError> {
     for issue in external::list_group_external_issues(tx, g.group_id).await? {
-        if Some(issue.integration_id) == source {
+        if Some(issue.integration_id) == push.source {
+            note(
+                effects,
+                g,
+                issue,
+                OutboundNote::SourceIntegration,
+                push.acting_user,
+            );
             continue;
         }
         let job = issuesync_jobs::sync_assignee_outbound::SyncAssigneeOutbound {
@@ -268,9 +351,37 @@ async fn enqueue_outbound_assignee(
             group_id: Some(g.group_id),
             user_id,
             assign,
-            source_integration_id: source,
+            source_integration_id: push.source,
+            acting_user_id: push.acting_user,
         };
-        enqueue(tx, &job).await?;
+        // A coalescing kind: a duplicate is a waiting job that took this payload.
+        if let Enqueued::Duplicate(job_id) = enqueue(tx, &job).await? {
+            note(
+                effects,
+                g,
+                issue,
+                OutboundNote::Coalesced { job_id },
+                push.acting_user,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A team assignment pushes nothing; each linked issue (but the source's) notes why.
+async fn note_team_assignment(
+    tx: &mut Tx,
+    g: GroupRef,
+    push: Push,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    for issue in external::list_group_external_issues(tx, g.group_id).await? {
+        let why = if Some(issue.integration_id) == push.source {
+            OutboundNote::SourceIntegration
+        } else {
+            OutboundNote::TeamAssignee
+        };
+        note(effects, g, issue, why, push.acting_user);
     }
     Ok(())
 }

@@ -566,7 +566,7 @@ async fn discord_inline(
     tx.commit().await?;
     metrics::counter!("issuesync_webhooks_total", "provider" => "discord", "result" => "applied")
         .increment(1);
-    crate::sync::inbound::invalidate(state, &effects).await;
+    crate::sync::inbound::after_commit(state, effects).await;
     Ok(reply.response())
 }
 

@@ -135,38 +135,65 @@ pub async fn groups_by_external_issue(
     })?)
 }
 
-/// Records the last provider sequence (ADO rev, Jira timestamp) applied to an external issue
-/// of an integration; false (and nothing written) when `seq` is older than the stored one.
-pub async fn advance_event_sequence(
-    tx: &mut Tx,
-    integration_id: i64,
-    key: &str,
-    seq: i64,
-) -> Result<bool> {
-    let stale: i64 = on_tx!(tx, |c| {
-        sqlx::query_scalar(
-        "SELECT COUNT(*) FROM external_issues WHERE integration_id = $1 AND key = $2 AND last_event_seq > $3"
-    )
-    .bind(integration_id)
-    .bind(key)
-    .bind(seq)
-    .fetch_one(c)
-    .await
-    })?;
-    if stale > 0 {
-        return Ok(false);
+/// Which per-field event sequence of an external issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceField {
+    Assignee,
+    Status,
+}
+
+impl SequenceField {
+    fn column(self) -> &'static str {
+        match self {
+            SequenceField::Assignee => "assignee_event_seq",
+            SequenceField::Status => "status_event_seq",
+        }
     }
-    on_tx!(tx, |c| sqlx::query(
-        "UPDATE external_issues SET last_event_seq = $3 WHERE integration_id = $1 AND key = $2 \
-         AND (last_event_seq IS NULL OR last_event_seq < $3)"
-    )
-    .bind(integration_id)
-    .bind(key)
-    .bind(seq)
-    .execute(c)
-    .await
-    .map(|_| ()))?;
-    Ok(true)
+}
+
+/// The outcome of [`claim_event_sequence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceClaim {
+    /// The event is the newest seen for this field (or as new as it): apply it.
+    Fresh,
+    /// A newer event was applied already; `stored` is its sequence.
+    Stale { stored: Option<i64> },
+}
+
+/// The event order guard: sets the field's sequence (ADO rev, Jira timestamp) of external
+/// issue `id` to `seq` unless a newer one is stored; an equal one is applied again (a
+/// replay). One conditional UPDATE, so it is a compare-and-set: on Postgres a concurrent
+/// claim waits for this transaction's row lock and then re-checks against the committed
+/// value; SQLite serializes writers. Call it in the transaction that applies the change.
+pub async fn claim_event_sequence(
+    tx: &mut Tx,
+    id: i64,
+    field: SequenceField,
+    seq: i64,
+) -> Result<SequenceClaim> {
+    let col = field.column();
+    let update = format!(
+        "UPDATE external_issues SET {col} = $2 WHERE id = $1 AND ({col} IS NULL OR {col} <= $2)"
+    );
+    let n = on_tx!(tx, |c| sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+        .bind(id)
+        .bind(seq)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if n > 0 {
+        return Ok(SequenceClaim::Fresh);
+    }
+    let select = format!("SELECT {col} FROM external_issues WHERE id = $1");
+    let stored: Option<Option<i64>> = on_tx!(tx, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(
+        select.clone()
+    ))
+    .bind(id)
+    .fetch_optional(c)
+    .await)?;
+    Ok(SequenceClaim::Stale {
+        stored: stored.flatten(),
+    })
 }
 
 /// Ids of the external issues with this key, in any integration (the ops page's search).

@@ -2,6 +2,7 @@
 //! transaction boundary; the same statements run on SQLite and Postgres (`$n` placeholders,
 //! epoch-ms BIGINT times, JSON through `sqlx::types::Json`).
 
+pub mod decisions;
 pub mod deliveries;
 pub mod external;
 pub mod groups;

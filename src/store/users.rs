@@ -87,3 +87,15 @@ pub async fn find_users_by_verified_email(tx: &mut Tx, email: &str) -> Result<Ve
     .fetch_all(c)
     .await)?)
 }
+
+/// Is `email` (case-insensitive) an unverified email of an active user?
+pub async fn is_unverified_email_of_a_user(tx: &mut Tx, email: &str) -> Result<bool> {
+    let n: i64 = on_tx!(tx, |c| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_emails e JOIN users u ON u.id = e.user_id \
+         WHERE lower(e.email) = lower($1) AND NOT e.is_verified AND u.is_active"
+    )
+    .bind(email)
+    .fetch_one(c)
+    .await)?;
+    Ok(n > 0)
+}

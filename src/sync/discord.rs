@@ -250,7 +250,7 @@ pub async fn discord_interaction(job: DiscordInteraction, ctx: &JobCtx) -> Resul
     let mut tx = state.db.begin_write().await?;
     let (reply, effects) = respond(&mut tx, &integration, &interaction).await?;
     tx.commit().await?;
-    crate::sync::inbound::invalidate(state, &effects).await;
+    crate::sync::inbound::after_commit(state, effects).await;
     let client = DiscordClient {
         http: &state.http,
         base_url: &state.settings.discord.api_base_url,

@@ -1,68 +1,32 @@
-//! Inbound sync: a stored delivery becomes typed events, and the events change our groups.
-//! `process_webhook` parses and fans out; `sync_assignee_inbound` (spec §5.1) and
-//! `sync_status_inbound` (spec §6.3) apply the changes.
+//! Inbound sync: the events of a delivery (fanned out by `process_webhook`, in
+//! `sync::webhook`) change our groups. `sync_assignee_inbound` (Sentry's
+//! `sync_group_assignee_inbound`) and `sync_status_inbound` (Sentry's task of that name)
+//! apply them in event order, each field against its own
+//! stored sequence, and write a sync decision for every group they touch or leave alone.
 
 use std::collections::HashMap;
 
-use issuesync_jobs::process_webhook::ProcessWebhook;
 use issuesync_jobs::sync_assignee_inbound::SyncAssigneeInbound;
 use issuesync_jobs::sync_status_inbound::SyncStatusInbound;
 use serde_json::{Value, json};
 
+use super::decision::{self, About, Reason};
+use super::resolve::{ResolveAction, describe_change, resolve_action};
+use super::webhook::about_group;
 use super::{provider_name, switch};
+use crate::db::Tx;
 use crate::domain::assign::{self, Actor, Effects, GroupRef};
 use crate::domain::status::{StatusUpdate, update_group_status};
 use crate::domain::types::{activity, group_status, substatus};
-use crate::providers::jira::client::JiraClient;
-use crate::providers::vsts::client::VstsClient;
-use crate::providers::{AssigneeChange, InboundEvent, StatusChange};
 use crate::startup::AppState;
-use crate::store::external::{self, AffectedGroup};
+use crate::store::decisions::NewDecision;
+use crate::store::external::{self, AffectedGroup, SequenceClaim, SequenceField};
 use crate::store::integrations::{self, Integration, OrganizationIntegration};
-use crate::store::{deliveries, projects, users};
+use crate::store::{projects, users};
 use crate::worker::JobCtx;
-use crate::worker::enqueue;
 use crate::worker::error::JobError;
 
-/// RESOLVE / UNRESOLVE / NOOP (spec §1.2 `ResolveSyncAction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResolveAction {
-    Noop,
-    Resolve,
-    Unresolve,
-}
-
-impl ResolveAction {
-    /// Both flags set is a config conflict and does nothing.
-    pub fn from_flags(should_resolve: bool, should_unresolve: bool) -> ResolveAction {
-        match (should_resolve, should_unresolve) {
-            (true, true) => {
-                tracing::warn!("sync-config-conflict");
-                ResolveAction::Noop
-            }
-            (true, false) => ResolveAction::Resolve,
-            (false, true) => ResolveAction::Unresolve,
-            (false, false) => ResolveAction::Noop,
-        }
-    }
-}
-
-/// Azure DevOps (spec §2.3): New → done is a NOOP (both flags), any move into a non-done
-/// state unresolves.
-pub fn vsts_action(done: &[String], new_state: &str, old_state: Option<&str>) -> ResolveAction {
-    let is_done = |s: &str| done.iter().any(|d| d == s);
-    let should_resolve = old_state.is_none_or(|o| !is_done(o)) && is_done(new_state);
-    let should_unresolve = !is_done(new_state) || old_state.is_none();
-    ResolveAction::from_flags(should_resolve, should_unresolve)
-}
-
-/// Jira (spec §3.6): status ids moving into or out of the done category.
-pub fn jira_action(done: &[String], from: Option<&str>, to: Option<&str>) -> ResolveAction {
-    let is_done = |s: Option<&str>| s.is_some_and(|s| done.iter().any(|d| d == s));
-    ResolveAction::from_flags(is_done(to) && !is_done(from), is_done(from) && !is_done(to))
-}
-
-async fn load_integration(state: &AppState, id: i64) -> Result<Integration, JobError> {
+pub(super) async fn load_integration(state: &AppState, id: i64) -> Result<Integration, JobError> {
     let mut tx = state.db.begin().await?;
     let i = integrations::find_integration(&mut tx, id)
         .await?
@@ -71,154 +35,6 @@ async fn load_integration(state: &AppState, id: i64) -> Result<Integration, JobE
         return Err(JobError::Permanent(format!("integration {id} is disabled")));
     }
     Ok(i)
-}
-
-/// Parses a stored delivery with its provider's parser.
-pub fn parse_delivery(provider: &str, body: &Value) -> Result<Option<InboundEvent>, JobError> {
-    let parsed = match provider {
-        "vsts" => crate::providers::vsts::webhook::parse_workitem_updated(body),
-        "jira" | "jira_server" => crate::providers::jira::webhook::parse_issue_updated(body),
-        other => {
-            return Err(JobError::Permanent(format!(
-                "no parser for provider {other}"
-            )));
-        }
-    };
-    parsed.map_err(|e| JobError::Permanent(format!("stored delivery does not parse: {e}")))
-}
-
-/// Is this event our own echo? ADO `revisedBy`, Jira Server `user.name`, Jira Cloud
-/// `accountType: app`, against the accounts recorded at install (`metadata.sync_actor_ids`).
-pub fn is_own_echo(integration: &Integration, event: &InboundEvent) -> bool {
-    if integration.provider == "jira" && event.actor_is_app {
-        return true;
-    }
-    let ours: Vec<&str> = match integration.metadata.0.get("sync_actor_ids") {
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        Some(Value::String(s)) => vec![s.as_str()],
-        _ => vec![],
-    };
-    event
-        .actor
-        .iter()
-        .any(|a| ours.iter().any(|o| o.eq_ignore_ascii_case(a)))
-}
-
-/// `process_webhook`: a verified delivery → `sync_assignee_inbound` / `sync_status_inbound` jobs.
-pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), JobError> {
-    let state = &ctx.state;
-    let delivery = {
-        let mut tx = state.db.begin().await?;
-        deliveries::find_delivery(&mut tx, job.delivery_id)
-            .await?
-            .ok_or_else(|| {
-                JobError::Permanent(format!("delivery {} does not exist", job.delivery_id))
-            })?
-    };
-    let integration_id = delivery
-        .integration_id
-        .ok_or_else(|| JobError::Permanent("delivery has no integration".into()))?;
-    let integration = load_integration(state, integration_id).await?;
-    let body: Value = serde_json::from_slice(&delivery.body)
-        .map_err(|e| JobError::Permanent(format!("stored body is not JSON: {e}")))?;
-    let Some(event) = parse_delivery(&delivery.provider, &body)? else {
-        tracing::info!(delivery_id = delivery.id, "delivery has nothing to sync");
-        return Ok(());
-    };
-    if is_own_echo(&integration, &event) {
-        tracing::info!(
-            delivery_id = delivery.id,
-            issue = event.issue_key,
-            "ignoring our own change echoed back"
-        );
-        return Ok(());
-    }
-    // Jira Cloud hides emails; with use_email_scope the email API is asked (before the tx).
-    let assignee = match &event.assignee {
-        None => None,
-        Some(AssigneeChange::Unassign) => Some(None),
-        Some(AssigneeChange::Assign { email: Some(e), .. }) => Some(Some(e.clone())),
-        Some(AssigneeChange::Assign {
-            email: None,
-            account_id,
-        }) => {
-            let use_scope = integration
-                .metadata
-                .0
-                .get("use_email_scope")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let email = match (integration.provider.as_str(), account_id) {
-                ("jira", Some(acc)) if use_scope => {
-                    JiraClient::new(&state.http, &integration, &state.jira_app_key())?
-                        .get_email(acc)
-                        .await?
-                }
-                _ => None,
-            };
-            if email.is_none() {
-                tracing::info!(
-                    issue = event.issue_key,
-                    integration_id,
-                    "missing-assignee-email"
-                );
-            }
-            email.map(Some)
-        }
-    };
-
-    let mut tx = state.db.begin_write().await?;
-    if let Some(seq) = event.sequence
-        && !external::advance_event_sequence(&mut tx, integration_id, &event.issue_key, seq).await?
-    {
-        tracing::info!(
-            issue = event.issue_key,
-            seq,
-            integration_id,
-            "skipping a stale event older than the last applied one"
-        );
-        return Ok(());
-    }
-    if let Some(email) = assignee {
-        let assign = email.is_some();
-        enqueue(
-            &mut tx,
-            &SyncAssigneeInbound {
-                integration_id,
-                external_issue_key: event.issue_key.clone(),
-                email,
-                assign,
-                event_time_ms: event.sequence.filter(|_| integration.provider != "vsts"),
-            },
-        )
-        .await?;
-    }
-    if let Some(change) = &event.status {
-        let data = match change {
-            StatusChange::Vsts {
-                new_state,
-                old_state,
-                project,
-            } => json!({"new_state": new_state, "old_state": old_state, "project": project}),
-            StatusChange::Jira { from, to } => json!({"changelog": {"from": from, "to": to}}),
-        };
-        for oi in integrations::list_organization_integrations(&mut tx, integration_id).await? {
-            if switch(&oi, "sync_status_reverse") {
-                enqueue(
-                    &mut tx,
-                    &SyncStatusInbound {
-                        integration_id,
-                        organization_id: oi.organization_id,
-                        issue_key: event.issue_key.clone(),
-                        data: data.clone(),
-                    },
-                )
-                .await?;
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 fn group_ref(g: &AffectedGroup) -> GroupRef {
@@ -230,7 +46,7 @@ fn group_ref(g: &AffectedGroup) -> GroupRef {
 }
 
 /// Installations of the integration keyed by organization.
-async fn installs(
+pub(super) async fn installs(
     state: &AppState,
     integration_id: i64,
 ) -> Result<HashMap<i64, OrganizationIntegration>, JobError> {
@@ -244,24 +60,111 @@ async fn installs(
     )
 }
 
+/// The event order guard for `field` of each affected group's external issue: the groups
+/// whose issue took `seq` (or all, without a sequence), and a `stale_event` decision for the
+/// others. Claims in external-issue id order, so concurrent jobs lock rows in one order.
+async fn fresh_groups(
+    tx: &mut Tx,
+    effects: &mut Effects,
+    base: &About,
+    groups: Vec<AffectedGroup>,
+    field: SequenceField,
+    seq: Option<i64>,
+) -> Result<Vec<AffectedGroup>, JobError> {
+    let Some(seq) = seq else { return Ok(groups) };
+    let mut issues: Vec<i64> = groups.iter().map(|g| g.external_issue_id).collect();
+    issues.sort_unstable();
+    issues.dedup();
+    let mut stale = HashMap::new();
+    for id in issues {
+        if let SequenceClaim::Stale { stored } =
+            external::claim_event_sequence(tx, id, field, seq).await?
+        {
+            stale.insert(id, stored);
+        }
+    }
+    let name = match field {
+        SequenceField::Assignee => decision::ASSIGNEE,
+        SequenceField::Status => decision::STATUS,
+    };
+    let mut fresh = Vec::new();
+    for g in groups {
+        match stale.get(&g.external_issue_id) {
+            None => fresh.push(g),
+            Some(stored) => {
+                let stored = stored.map_or("?".to_string(), |s| s.to_string());
+                tracing::info!(group_id = g.group_id, seq, stored, "stale_event");
+                let detail =
+                    format!("event sequence {seq} is older than the applied {name} event {stored}");
+                let d = about_group(base, &g).decide(
+                    decision::INBOUND,
+                    name,
+                    Reason::StaleEvent,
+                    detail,
+                );
+                decision::write(tx, effects, d).await?;
+            }
+        }
+    }
+    Ok(fresh)
+}
+
+/// What an inbound job's decisions share: the issue, the delivery, the job, the actor.
+fn job_about(
+    ctx: &JobCtx,
+    integration_id: i64,
+    key: &str,
+    delivery_id: Option<i64>,
+    actor: &Option<String>,
+) -> About {
+    About {
+        integration_id: Some(integration_id),
+        external_key: Some(key.to_string()),
+        delivery_id,
+        job_id: Some(ctx.job_id.clone()),
+        actor: actor.clone(),
+        ..Default::default()
+    }
+}
+
+/// An inbound decision about group `g`.
+fn about(
+    base: &About,
+    g: &AffectedGroup,
+    field: &'static str,
+    reason: Reason,
+    detail: String,
+) -> NewDecision {
+    about_group(base, g).decide(decision::INBOUND, field, reason, detail)
+}
+
+fn actor_value(a: Option<Actor>) -> Option<String> {
+    match a {
+        Some(Actor::User(u)) => decision::assignee_value(Some(u), None),
+        Some(Actor::Team(t)) => decision::assignee_value(None, Some(t)),
+        None => None,
+    }
+}
+
 /// `sync_group_assignee_inbound` (spec §5.1): assign the linked groups to the user with that
-/// verified email who can see the project, or deassign them.
+/// verified email who can see the project, or deassign them, in event order.
 pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;
     let integration = load_integration(state, job.integration_id).await?;
     let installs = installs(state, integration.id).await?;
+    let base = job_about(
+        ctx,
+        integration.id,
+        &job.external_issue_key,
+        job.delivery_id,
+        &job.actor,
+    );
+    let mut effects = Effects::default();
     let mut tx = state.db.begin_write().await?;
-    let affected: Vec<AffectedGroup> =
+    let linked =
         external::groups_by_external_issue(&mut tx, integration.id, &job.external_issue_key)
-            .await?
-            .into_iter()
-            .filter(|g| {
-                installs
-                    .get(&g.organization_id)
-                    .is_some_and(|oi| switch(oi, "sync_reverse_assignment"))
-            })
-            .collect();
-    if affected.is_empty() {
+            .await?;
+    if linked.is_empty() {
         tracing::info!(
             integration_id = integration.id,
             issue = job.external_issue_key,
@@ -270,11 +173,37 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
         );
         return Ok(());
     }
-    let mut effects = Effects::default();
-    match job.email.as_deref().filter(|_| job.assign) {
-        None => {
+    let (affected, off): (Vec<AffectedGroup>, Vec<AffectedGroup>) =
+        linked.into_iter().partition(|g| {
+            installs
+                .get(&g.organization_id)
+                .is_some_and(|oi| switch(oi, "sync_reverse_assignment"))
+        });
+    for g in &off {
+        let detail = format!(
+            "sync_reverse_assignment is off for organization {}",
+            g.organization_id
+        );
+        decision::write(
+            &mut tx,
+            &mut effects,
+            about(&base, g, decision::ASSIGNEE, Reason::SyncDisabled, detail),
+        )
+        .await?;
+    }
+    let affected = fresh_groups(
+        &mut tx,
+        &mut effects,
+        &base,
+        affected,
+        SequenceField::Assignee,
+        job.sequence,
+    )
+    .await?;
+    match (job.assign, job.email.as_deref()) {
+        (false, _) => {
             for g in &affected {
-                assign::deassign(
+                let removed = assign::deassign(
                     &mut tx,
                     group_ref(g),
                     None,
@@ -282,10 +211,50 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
                     &mut effects,
                 )
                 .await?;
+                let (reason, detail) = match removed {
+                    Some(_) => (Reason::Applied, "unassigned".to_string()),
+                    None => (
+                        Reason::AlreadyInState,
+                        "the group had no assignee".to_string(),
+                    ),
+                };
+                decision::write(
+                    &mut tx,
+                    &mut effects,
+                    about(&base, g, decision::ASSIGNEE, reason, detail)
+                        .values(actor_value(removed), None),
+                )
+                .await?;
             }
         }
-        Some(email) => {
+        (true, None) => {
+            let detail = format!(
+                "the provider did not give the assignee's email{}",
+                if integration.provider == "jira" {
+                    " (Jira Cloud hides it unless the integration sets use_email_scope)"
+                } else {
+                    ""
+                }
+            );
+            for g in &affected {
+                decision::write(
+                    &mut tx,
+                    &mut effects,
+                    about(
+                        &base,
+                        g,
+                        decision::ASSIGNEE,
+                        Reason::UserNotFound,
+                        detail.clone(),
+                    ),
+                )
+                .await?;
+            }
+        }
+        (true, Some(email)) => {
             let users = users::find_users_by_verified_email(&mut tx, email).await?;
+            let unverified =
+                users.is_empty() && users::is_unverified_email_of_a_user(&mut tx, email).await?;
             for g in &affected {
                 let mut chosen = None;
                 for u in &users {
@@ -294,39 +263,90 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
                         break;
                     }
                 }
-                match chosen {
-                    Some(uid) => {
-                        tracing::info!(
-                            group_id = g.group_id,
-                            user_id = uid,
-                            "sync_group_assignee_inbound._handle_assign.assigning.group"
-                        );
-                        assign::assign(
-                            &mut tx,
-                            group_ref(g),
-                            Actor::User(uid),
-                            None,
-                            &json!({}),
-                            Some(integration.id),
-                            &mut effects,
-                        )
-                        .await?;
-                    }
-                    None => tracing::info!(
+                let Some(uid) = chosen else {
+                    tracing::info!(
                         group_id = g.group_id,
                         "sync_group_assignee_inbound._handle_assign.user_not_found"
-                    ),
-                }
+                    );
+                    let project = projects::find_project(&mut tx, g.project_id)
+                        .await?
+                        .map_or_else(|| g.project_id.to_string(), |p| p.slug);
+                    let (reason, detail) = if !users.is_empty() {
+                        (
+                            Reason::UserNotInProject,
+                            format!(
+                                "the users with the verified email {email} are not members of a team of project {project}"
+                            ),
+                        )
+                    } else if unverified {
+                        (
+                            Reason::EmailNotVerified,
+                            format!(
+                                "{email} is not a verified email of any member of project {project}"
+                            ),
+                        )
+                    } else {
+                        (
+                            Reason::UserNotFound,
+                            format!("no user has the email {email}"),
+                        )
+                    };
+                    decision::write(
+                        &mut tx,
+                        &mut effects,
+                        about(&base, g, decision::ASSIGNEE, reason, detail),
+                    )
+                    .await?;
+                    continue;
+                };
+                tracing::info!(
+                    group_id = g.group_id,
+                    user_id = uid,
+                    "sync_group_assignee_inbound._handle_assign.assigning.group"
+                );
+                let r = assign::assign(
+                    &mut tx,
+                    group_ref(g),
+                    Actor::User(uid),
+                    None,
+                    &json!({}),
+                    Some(integration.id),
+                    &mut effects,
+                )
+                .await?;
+                let changed = r.new_assignment || r.updated_assignment;
+                let (reason, detail) = if changed {
+                    (
+                        Reason::Applied,
+                        format!("assigned to the user with the verified email {email}"),
+                    )
+                } else {
+                    (
+                        Reason::AlreadyInState,
+                        format!("already assigned to the user with {email}"),
+                    )
+                };
+                let after = decision::assignee_value(Some(uid), None);
+                decision::write(
+                    &mut tx,
+                    &mut effects,
+                    about(&base, g, decision::ASSIGNEE, reason, detail)
+                        .values(actor_value(r.previous), after),
+                )
+                .await?;
             }
         }
     }
+    decision::record_outbound_notes(&mut tx, &base, &mut effects).await?;
     tx.commit().await?;
-    invalidate(state, &effects).await;
+    after_commit(state, effects).await;
     Ok(())
 }
 
-/// Deletes the cache keys of changed groups after the commit; a cache outage only logs.
-pub async fn invalidate(state: &AppState, effects: &Effects) {
+/// After a commit: deletes the cache keys of changed groups (a cache outage only logs) and
+/// counts the sync decisions written.
+pub async fn after_commit(state: &AppState, effects: Effects) {
+    decision::count(&effects.decisions);
     if let Err(e) = state
         .caches
         .invalidate_groups(&effects.invalidate_groups)
@@ -336,17 +356,22 @@ pub async fn invalidate(state: &AppState, effects: &Effects) {
     }
 }
 
-/// `sync_status_inbound` (spec §6.3), retried on provider failure (Sentry drops it).
+/// `sync_status_inbound` (Sentry's task of that name), retried on provider failure (Sentry
+/// drops it), in
+/// event order per external issue.
 pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;
     let integration = load_integration(state, job.integration_id).await?;
     let installs = installs(state, integration.id).await?;
-    let Some(oi) = installs
-        .get(&job.organization_id)
-        .filter(|oi| switch(oi, "sync_status_reverse"))
-    else {
-        return Ok(());
-    };
+    let base = job_about(
+        ctx,
+        integration.id,
+        &job.issue_key,
+        job.delivery_id,
+        &job.actor,
+    );
+    let st = decision::STATUS;
+    let change = describe_change(&integration.provider, &job.data);
     let affected: Vec<AffectedGroup> = {
         let mut tx = state.db.begin().await?;
         external::groups_by_external_issue(&mut tx, integration.id, &job.issue_key)
@@ -358,140 +383,139 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
     if affected.is_empty() {
         return Ok(());
     }
-    let action = match integration.provider.as_str() {
-        "vsts" => {
-            let new_state = job
-                .data
-                .get("new_state")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let old_state = job.data.get("old_state").and_then(Value::as_str);
-            let project = job
-                .data
-                .get("project")
-                .and_then(Value::as_str)
-                .ok_or_else(|| JobError::Permanent("no project in the event".into()))?;
-            let done = VstsClient::new(&state.http, &integration)?
-                .with_db(&state.db)
-                .done_states(project)
-                .await?;
-            vsts_action(&done, new_state, old_state)
-        }
-        "jira" | "jira_server" => {
-            let from = job.data.pointer("/changelog/from").and_then(Value::as_str);
-            let to = job.data.pointer("/changelog/to").and_then(Value::as_str);
-            let done = JiraClient::new(&state.http, &integration, &state.jira_app_key())?
-                .done_status_ids()
-                .await?;
-            jira_action(&done, from, to)
-        }
-        other => {
-            return Err(JobError::Permanent(format!(
-                "no status sync for provider {other}"
-            )));
+    // Nothing applied: the same status decision for every group, in its own transaction.
+    let all = |reason: Reason, detail: String| {
+        let ds: Vec<NewDecision> = affected
+            .iter()
+            .map(|g| about(&base, g, st, reason, detail.clone()))
+            .collect();
+        decision::write_alone(&state.db, ds)
+    };
+    let Some(oi) = installs
+        .get(&job.organization_id)
+        .filter(|oi| switch(oi, "sync_status_reverse"))
+    else {
+        // Switched off while the job waited.
+        let org = job.organization_id;
+        all(
+            Reason::SyncDisabled,
+            format!("sync_status_reverse is off for organization {org}"),
+        )
+        .await?;
+        return Ok(());
+    };
+    if integration.provider == "vsts" && job.data.get("project").and_then(Value::as_str).is_none() {
+        all(
+            Reason::NoStatusMapping,
+            format!("{change}: the event names no project"),
+        )
+        .await?;
+        return Err(JobError::Permanent("no project in the event".into()));
+    }
+    let action = match resolve_action(state, &integration, &job.data).await {
+        Ok(a) => a,
+        Err(e) => {
+            all(Reason::ProviderError, format!("{change}: {e}")).await?;
+            return Err(e);
         }
     };
     let overrides_ignored = switch(oi, "sync_status_reverse_overrides_ignored");
-    let targets: Vec<GroupRef> = affected
-        .iter()
-        .filter(|g| {
-            let keep = g.status != group_status::IGNORED || overrides_ignored;
-            if !keep {
-                tracing::info!(
-                    group_id = g.group_id,
-                    "archived group left alone by an inbound status change"
-                );
-            }
-            keep
-        })
-        .map(group_ref)
-        .collect();
     let data = json!({"provider": provider_name(&integration.provider), "provider_key": integration.provider, "integration_id": integration.id});
-    let mut tx = state.db.begin_write().await?;
-    let changed = match action {
-        ResolveAction::Noop => vec![],
+    let update = match action {
+        ResolveAction::Noop => None,
         // The strategy's release variants need releases, which we do not model: plain resolve.
-        ResolveAction::Resolve => {
-            let u = StatusUpdate {
-                status: group_status::RESOLVED,
-                substatus: None,
-                activity_type: activity::SET_RESOLVED,
-                activity_data: &data,
-                acting_user: None,
-                resolved_at: None,
-            };
-            update_group_status(&mut tx, &targets, &u).await?
-        }
-        ResolveAction::Unresolve => {
-            let u = StatusUpdate {
-                status: group_status::UNRESOLVED,
-                substatus: Some(substatus::ONGOING),
-                activity_type: activity::SET_UNRESOLVED,
-                activity_data: &data,
-                acting_user: None,
-                resolved_at: None,
-            };
-            update_group_status(&mut tx, &targets, &u).await?
-        }
+        ResolveAction::Resolve => Some(StatusUpdate {
+            status: group_status::RESOLVED,
+            substatus: None,
+            activity_type: activity::SET_RESOLVED,
+            activity_data: &data,
+            acting_user: None,
+            resolved_at: None,
+        }),
+        ResolveAction::Unresolve => Some(StatusUpdate {
+            status: group_status::UNRESOLVED,
+            substatus: Some(substatus::ONGOING),
+            activity_type: activity::SET_UNRESOLVED,
+            activity_data: &data,
+            acting_user: None,
+            resolved_at: None,
+        }),
     };
+    let mut effects = Effects::default();
+    let mut tx = state.db.begin_write().await?;
+    // Read again inside the write transaction: the status before the change, and the order
+    // guard, must be the committed ones.
+    let affected: Vec<AffectedGroup> =
+        external::groups_by_external_issue(&mut tx, integration.id, &job.issue_key)
+            .await?
+            .into_iter()
+            .filter(|g| g.organization_id == job.organization_id)
+            .collect();
+    let affected = fresh_groups(
+        &mut tx,
+        &mut effects,
+        &base,
+        affected,
+        SequenceField::Status,
+        job.sequence,
+    )
+    .await?;
+    let mut changed = 0;
+    for g in &affected {
+        let before = Some(decision::status_value(g.status));
+        let Some(u) = &update else {
+            let detail = format!("{change} is neither a resolve nor an unresolve");
+            decision::write(
+                &mut tx,
+                &mut effects,
+                about(&base, g, st, Reason::NoStatusMapping, detail).values(before, None),
+            )
+            .await?;
+            continue;
+        };
+        if g.status == group_status::IGNORED && !overrides_ignored {
+            tracing::info!(
+                group_id = g.group_id,
+                "archived group left alone by an inbound status change"
+            );
+            let detail = format!(
+                "{change}: the group is archived and sync_status_reverse_overrides_ignored is off"
+            );
+            decision::write(
+                &mut tx,
+                &mut effects,
+                about(&base, g, st, Reason::ArchivedKept, detail).values(before, None),
+            )
+            .await?;
+            continue;
+        }
+        let after = Some(decision::status_value(u.status));
+        let (reason, detail) = if update_group_status(&mut tx, &[group_ref(g)], u)
+            .await?
+            .is_empty()
+        {
+            (
+                Reason::AlreadyInState,
+                format!("{change}: the group already had that status"),
+            )
+        } else {
+            changed += 1;
+            (Reason::Applied, change.clone())
+        };
+        decision::write(
+            &mut tx,
+            &mut effects,
+            about(&base, g, st, reason, detail).values(before, after),
+        )
+        .await?;
+    }
     tx.commit().await?;
+    after_commit(state, effects).await;
     tracing::info!(
         issue = job.issue_key,
         ?action,
-        changed = changed.len(),
+        changed,
         "inbound status applied"
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn vsts_decisions() {
-        let done = s(&["Resolved", "Closed"]);
-        assert_eq!(
-            vsts_action(&done, "Resolved", Some("New")),
-            ResolveAction::Resolve
-        );
-        assert_eq!(vsts_action(&done, "Resolved", None), ResolveAction::Noop);
-        assert_eq!(
-            vsts_action(&done, "Active", Some("Resolved")),
-            ResolveAction::Unresolve
-        );
-        assert_eq!(
-            vsts_action(&done, "Active", Some("New")),
-            ResolveAction::Unresolve
-        );
-        assert_eq!(
-            vsts_action(&done, "Closed", Some("Resolved")),
-            ResolveAction::Noop
-        );
-        assert_eq!(
-            vsts_action(&[], "Resolved", Some("Active")),
-            ResolveAction::Unresolve
-        );
-    }
-
-    #[test]
-    fn jira_decisions() {
-        let done = s(&["10101"]);
-        assert_eq!(
-            jira_action(&done, Some("3"), Some("10101")),
-            ResolveAction::Resolve
-        );
-        assert_eq!(
-            jira_action(&done, Some("10101"), Some("3")),
-            ResolveAction::Unresolve
-        );
-        assert_eq!(
-            jira_action(&done, Some("1"), Some("3")),
-            ResolveAction::Noop
-        );
-    }
 }

@@ -6,11 +6,13 @@
 use issuesync_jobs::sync_status_outbound::SyncStatusOutbound;
 use serde_json::{Value, json};
 
+use super::decision;
 use crate::db::Tx;
-use crate::domain::assign::{self, Actor, Effects, GroupRef};
+use crate::domain::assign::{self, Actor, Effects, GroupRef, OutboundNote, OutboundNoted};
 use crate::domain::status::{StatusUpdate, update_group_status};
 use crate::domain::types::{activity, group_status, subscription_reason, substatus};
 use crate::startup::AppState;
+use crate::store::jobs::Enqueued;
 use crate::store::{StoreError, external, groups, projects};
 use crate::worker::enqueue;
 
@@ -69,12 +71,13 @@ pub async fn apply_group_change(
     let mut tx = state.db.begin_write().await?;
     let effects = apply_group_change_in(&mut tx, group_id, change, source).await?;
     tx.commit().await?;
-    crate::sync::inbound::invalidate(state, &effects).await;
+    crate::sync::inbound::after_commit(state, effects).await;
     Ok(())
 }
 
 /// [`apply_group_change`] inside the caller's transaction (which also holds, say, the
-/// delivery row of a Discord interaction). The caller invalidates `Effects` after commit.
+/// delivery row of a Discord interaction), with the sync decisions it made about outbound
+/// pushes. The caller hands `Effects` to `after_commit` after the commit.
 pub async fn apply_group_change_in(
     tx: &mut Tx,
     group_id: i64,
@@ -102,8 +105,13 @@ pub async fn apply_group_change_in(
         }
     }
     if let Some(status) = change.status {
-        apply_status(tx, g, status, source, &extra).await?;
+        apply_status(tx, g, status, source, &extra, &mut effects).await?;
     }
+    let about = decision::About {
+        actor_user_id: source.acting_user,
+        ..Default::default()
+    };
+    decision::record_outbound_notes(tx, &about, &mut effects).await?;
     Ok(effects)
 }
 
@@ -155,6 +163,7 @@ async fn apply_status(
     status: StatusIntent,
     source: &ChangeSource,
     extra: &Value,
+    effects: &mut Effects,
 ) -> Result<(), ChangeError> {
     let now = crate::now_ms();
     let (status_value, sub, kind, resolved_at, sync) = match status {
@@ -217,17 +226,28 @@ async fn apply_status(
         .await?;
     }
     // kick_off_status_syncs: resolve and unresolve (regressions included), never ignore.
-    if sync {
-        for issue in external::list_group_external_issues(tx, g.group_id).await? {
-            enqueue(
-                tx,
-                &SyncStatusOutbound {
-                    group_id: g.group_id,
-                    external_issue_id: issue.id,
-                },
-            )
-            .await?;
-        }
+    for issue in external::list_group_external_issues(tx, g.group_id).await? {
+        let note = if sync {
+            let job = SyncStatusOutbound {
+                group_id: g.group_id,
+                external_issue_id: issue.id,
+                acting_user_id: source.acting_user,
+            };
+            // A coalescing kind: a duplicate is a waiting job that took this payload.
+            match enqueue(tx, &job).await? {
+                Enqueued::New(_) => continue,
+                Enqueued::Duplicate(job_id) => OutboundNote::Coalesced { job_id },
+            }
+        } else {
+            OutboundNote::GroupArchived
+        };
+        effects.outbound.push(OutboundNoted {
+            group: g,
+            issue,
+            field: decision::STATUS,
+            note,
+            acting_user: source.acting_user,
+        });
     }
     Ok(())
 }

@@ -1,11 +1,14 @@
 //! Sync logic: inbound (provider event → our groups) and outbound (our change → provider),
 //! with the loop guards of spec §6.5.
 
+pub mod decision;
 pub mod discord;
 pub mod inbound;
 pub mod install;
 pub mod intent;
 pub mod outbound;
+pub mod resolve;
+pub mod webhook;
 
 use serde_json::Value;
 

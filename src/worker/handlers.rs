@@ -61,9 +61,13 @@ pub async fn noop(job: Noop, ctx: &JobCtx) -> Result<(), JobError> {
     }
 }
 
-/// `purge_jobs`: retention of finished jobs.
+/// Sync decisions deleted per transaction by the retention purge.
+const DECISION_PURGE_BATCH: i64 = 5_000;
+
+/// `purge_jobs`: retention of finished jobs and of sync decisions.
 pub async fn purge_jobs(_job: PurgeJobs, ctx: &JobCtx) -> Result<(), JobError> {
     let q = &ctx.state.settings.queue;
+    let decisions = purge_decisions(ctx).await?;
     let mut tx = ctx.state.db.begin_write().await?;
     let done = jobs::purge_jobs(&mut tx, "done", (q.retention_done_days * 86_400) as i64).await?;
     let dead = jobs::purge_jobs(&mut tx, "dead", (q.retention_dead_days * 86_400) as i64).await?;
@@ -73,8 +77,33 @@ pub async fn purge_jobs(_job: PurgeJobs, ctx: &JobCtx) -> Result<(), JobError> {
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(done, dead, "purged finished jobs");
+    tracing::info!(
+        done,
+        dead,
+        decisions,
+        "purged finished jobs and old sync decisions"
+    );
     Ok(())
+}
+
+/// Deletes sync decisions past `sync_decisions.retention_days`, in batches of their own
+/// transactions so that a month of rows never holds the write lock for long.
+async fn purge_decisions(ctx: &JobCtx) -> Result<u64, JobError> {
+    let days = ctx.state.settings.sync_decisions.retention_days;
+    let before =
+        crate::now_ms() - i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    let mut total = 0;
+    loop {
+        let mut tx = ctx.state.db.begin_write().await?;
+        let n =
+            crate::store::decisions::purge_decisions_before(&mut tx, before, DECISION_PURGE_BATCH)
+                .await?;
+        tx.commit().await?;
+        total += n;
+        if n < DECISION_PURGE_BATCH as u64 {
+            return Ok(total);
+        }
+    }
 }
 
 /// `invalidate_project_caches`: deletes a cache key of every group of the project seen in

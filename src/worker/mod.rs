@@ -26,6 +26,7 @@ use self::poll::{Both, Tick, Wake};
 use crate::db::{Db, SQLITE_JOB_INSERTS};
 use crate::now_ms;
 use crate::startup::AppState;
+use crate::store::decisions::NewDecision;
 use crate::store::jobs::{self, AttemptRecord, Finish};
 
 /// What a handler gets besides its payload.
@@ -34,6 +35,38 @@ pub struct JobCtx {
     pub job_id: String,
     /// 1 on the first attempt.
     pub attempt: i32,
+    /// Sync decisions that hold only if the run succeeds: written with the job's done mark
+    /// by the batch completer (many jobs to a commit); after a failure, in their own
+    /// transaction.
+    pub decisions_on_success: std::sync::Mutex<Vec<NewDecision>>,
+}
+
+impl JobCtx {
+    pub fn new(state: AppState, job_id: String, attempt: i32) -> JobCtx {
+        JobCtx {
+            state,
+            job_id,
+            attempt,
+            decisions_on_success: Default::default(),
+        }
+    }
+
+    /// Records `d` with the job's successful finish.
+    pub fn decide_on_success(&self, d: NewDecision) {
+        self.decisions_on_success
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(d);
+    }
+
+    fn take_decisions(&self) -> Vec<NewDecision> {
+        std::mem::take(
+            &mut *self
+                .decisions_on_success
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
 }
 
 /// Decodes the payload as `J`; a payload that does not fit is a permanent error.
@@ -51,7 +84,7 @@ async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
             handlers::invalidate_project_caches(decode(env)?, ctx).await
         }
         process_webhook::ProcessWebhook::JOB_NAME => {
-            crate::sync::inbound::process_webhook(decode(env)?, ctx).await
+            crate::sync::webhook::process_webhook(decode(env)?, ctx).await
         }
         discord_interaction::DiscordInteraction::JOB_NAME => {
             crate::sync::discord::discord_interaction(decode(env)?, ctx).await
@@ -101,23 +134,20 @@ async fn dispatch(
     let state: AppState = (*state).clone();
 
     let env: Result<Envelope, _> = serde_json::from_value(job);
-    let (name, queue, outcome) = match env {
+    let (name, queue, outcome, decisions) = match env {
         Err(e) => (
             "?".to_string(),
             "?",
             Err(JobError::Permanent(format!(
                 "undecodable job envelope: {e}"
             ))),
+            vec![],
         ),
         Ok(env) => {
             let kind = issuesync_jobs::kind(&env.job);
             let queue = kind.map(|k| k.queue).unwrap_or("?");
             let timeout = Duration::from_secs(kind.map(|k| k.timeout_secs).unwrap_or(60));
-            let ctx = JobCtx {
-                state: state.clone(),
-                job_id: job_id.clone(),
-                attempt,
-            };
+            let ctx = JobCtx::new(state.clone(), job_id.clone(), attempt);
             let max = kind.map(|k| k.max_attempts as i32).unwrap_or(1);
             let outcome = if attempt > max {
                 // Rescued after its last allowed attempt: that attempt ended without a
@@ -142,8 +172,17 @@ async fn dispatch(
                     Ok(Ok(r)) => r,
                 }
             };
-            (env.job, queue, outcome)
+            (env.job, queue, outcome, ctx.take_decisions())
         }
+    };
+    // A failed run keeps what it decided: written now, in a transaction of its own.
+    let decisions = if outcome.is_ok() || decisions.is_empty() {
+        decisions
+    } else {
+        if let Err(e) = crate::sync::decision::write_alone(&state.db, decisions).await {
+            tracing::warn!(job_id, error = %e, "cannot record the sync decisions of a failed run");
+        }
+        vec![]
     };
 
     let q = &state.settings.queue;
@@ -183,6 +222,7 @@ async fn dispatch(
                     attempt,
                     started_at: started_ms,
                     finished_at,
+                    decisions,
                 },
             )
             .await

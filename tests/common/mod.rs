@@ -3,6 +3,7 @@
 //! tests that need them print a notice and skip, except under CI=true where they fail.
 #![allow(dead_code)]
 
+pub mod decisions;
 pub mod oauth;
 pub mod seed;
 

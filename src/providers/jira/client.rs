@@ -117,6 +117,28 @@ impl<'a> JiraClient<'a> {
     }
 }
 
+impl JiraClient<'_> {
+    /// The account our requests act as (`GET /rest/api/2/myself`): on Jira Cloud a Connect
+    /// app's own app user (`accountType: app`), since app-JWT requests run as that user.
+    /// Returns its `accountId` (Cloud) or `name` (Server).
+    pub async fn myself(&self) -> Result<Option<String>, ApiError> {
+        let v = self
+            .http
+            .send(&self.auth, &self.request(Method::GET, "/rest/api/2/myself"))
+            .await?
+            .json;
+        let field = if self.integration.provider == "jira" {
+            "accountId"
+        } else {
+            "name"
+        };
+        Ok(v.get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string))
+    }
+}
+
 /// A Jira user as the assignable-search API returns it.
 #[derive(Debug, Clone)]
 pub struct JiraUser {

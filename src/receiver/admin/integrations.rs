@@ -66,8 +66,23 @@ fn check_metadata(v: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// What a provider cannot work without: a Discord app's Ed25519 public key.
+/// What a provider cannot work without: a Discord app's Ed25519 public key. Our own accounts
+/// (`sync_actor_ids`, the echo guard) must be account ids or names.
 fn check_provider_metadata(provider: &str, v: &Value) -> ApiResult<()> {
+    let actor_ok = |a: &Value| {
+        a.as_str()
+            .is_some_and(|s| !s.trim().is_empty() && s.len() <= 200)
+    };
+    let ok = match v.get("sync_actor_ids") {
+        None => true,
+        Some(Value::Array(a)) => a.len() <= 100 && a.iter().all(actor_ok),
+        Some(one) => actor_ok(one),
+    };
+    if !ok {
+        return Err(ApiError::bad_request(
+            "metadata.sync_actor_ids must be an account id (or name) or a list of at most 100 of them: non-empty strings of up to 200 characters",
+        ));
+    }
     if provider == "discord" {
         let key = v.get("public_key").and_then(Value::as_str).unwrap_or("");
         crate::providers::discord::auth::parse_public_key(key).map_err(|e| {

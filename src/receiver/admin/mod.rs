@@ -1,5 +1,6 @@
 //! The admin API under `/api/v1`, behind `Authorization: Bearer $ISSUESYNC_ADMIN_TOKEN`.
 
+mod decisions;
 mod deliveries;
 mod integrations;
 mod jobs;
@@ -30,6 +31,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(integrations::routes())
         .merge(jobs::routes())
         .merge(deliveries::routes())
+        .merge(decisions::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin_token))
 }
 

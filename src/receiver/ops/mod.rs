@@ -4,6 +4,7 @@
 
 mod auth;
 mod chart;
+mod decisions;
 mod views;
 
 use std::sync::LazyLock;
@@ -33,6 +34,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/deliveries", get(views::deliveries))
         .route("/ops/deliveries/{id}/replay", post(views::replay))
         .route("/ops/integrations", get(views::integrations))
+        .route("/ops/groups/{id}", get(decisions::group))
+        .route("/ops/decisions", get(decisions::decisions))
         .route("/ops/static/ops.css", get(|| asset("text/css", CSS)))
         .route("/ops/static/ops.js", get(|| asset("text/javascript", JS)))
         .layer(axum::middleware::map_response(secure_headers))
@@ -86,6 +89,12 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("jobs.html", include_str!("templates/jobs.html")),
         ("job.html", include_str!("templates/job.html")),
         ("deliveries.html", include_str!("templates/deliveries.html")),
+        (
+            "decision_rows.html",
+            include_str!("templates/decision_rows.html"),
+        ),
+        ("decisions.html", include_str!("templates/decisions.html")),
+        ("group.html", include_str!("templates/group.html")),
         (
             "integrations.html",
             include_str!("templates/integrations.html"),

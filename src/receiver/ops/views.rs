@@ -21,11 +21,11 @@ use crate::store::{external, integrations, jobs};
 type Page = Result<Html<String>, PageError>;
 
 /// What the base template needs on every page.
-fn base(op: &Operator, title: &str, nav: &str) -> Tpl {
+pub(super) fn base(op: &Operator, title: &str, nav: &str) -> Tpl {
     context! { title, nav, csrf => op.csrf.clone().unwrap_or_default() }
 }
 
-fn with(base: Tpl, more: Tpl) -> Tpl {
+pub(super) fn with(base: Tpl, more: Tpl) -> Tpl {
     context! { ..more, ..base }
 }
 
@@ -179,6 +179,7 @@ pub async fn dashboard(
                 .map(|(_, age)| *age),
         })
         .collect();
+    let reasons = crate::explain::reason_counts(&s.db, 86_400_000).await?;
     let bars = chart::bars(&buckets);
     let (done, failed, snoozed) = bars.iter().fold((0, 0, 0), |a, b| {
         (a.0 + b.done, a.1 + b.failed, a.2 + b.snoozed)
@@ -206,7 +207,7 @@ pub async fn dashboard(
             base(&op, "Dashboard", "dashboard"),
             context! {
                 refresh => 10, states => Serde(jobs::STATES), rows => Serde(rows), chart => Tpl::from_safe_string(chart::svg(&bars)),
-                done, failed, snoozed, failure_rate, snoozes, workers => Serde(workers), alive_within,
+                done, failed, snoozed, failure_rate, snoozes, workers => Serde(workers), alive_within, reasons => Serde(reasons),
                 flash => flash(q.done.as_deref(), q.n),
             },
         ),
@@ -225,7 +226,7 @@ pub struct JobsQuery {
     n: Option<u64>,
 }
 
-fn nonempty(s: &Option<String>) -> Option<String> {
+pub(super) fn nonempty(s: &Option<String>) -> Option<String> {
     s.as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -306,6 +307,8 @@ pub async fn job(
     Query(q): Query<FlashQuery>,
 ) -> Page {
     let detail = ops::show(&s.db, &id).await?;
+    let decisions = crate::explain::job_decisions(&s.db, &id).await?;
+    let group_id = detail.job.payload.get("group_id").and_then(Value::as_i64);
     let payload = serde_json::to_string_pretty(&detail.job.payload).unwrap_or_default();
     let retryable = matches!(detail.job.state.as_str(), "failed" | "dead");
     let killable = !matches!(detail.job.state.as_str(), "dead" | "done");
@@ -316,6 +319,7 @@ pub async fn job(
             context! {
                 job => Serde(detail.job), history => Serde(detail.history), progress => Serde(detail.progress), payload,
                 retryable, killable, back => format!("/ops/jobs/{id}"), flash => flash(q.done.as_deref(), q.n),
+                decisions => Serde(decisions), group_id,
             },
         ),
     )
