@@ -109,6 +109,12 @@ async fn project_delete_cascades_to_every_referencing_table(app: TestApp) {
             json!({"title": "boom"}),
         )
         .await);
+    // Linked first, so that the changes below are pushed (and their decisions recorded).
+    app.create(
+        "/external-issues",
+        json!({"organization_id": org, "integration_id": integration, "key": "PROJ-1", "group_ids": [group]}),
+    )
+    .await; // group_links
     for body in [
         json!({"assignedTo": format!("user:{user}")}), // group_assignees, group_subscriptions, activities
         json!({"status": "resolved"}),                 // group_history
@@ -123,11 +129,11 @@ async fn project_delete_cascades_to_every_referencing_table(app: TestApp) {
             .await;
         assert_eq!(s, 200, "{v}");
     }
-    app.create(
-        "/external-issues",
-        json!({"organization_id": org, "integration_id": integration, "key": "PROJ-1", "group_ids": [group]}),
-    )
-    .await; // group_links
+    // The outbound jobs of those changes record why they did nothing (the integration is not
+    // installed on the organization): sync_decisions rows of the group.
+    let workers = app.start_workers();
+    app.drain().await;
+    workers.stop().await;
     let (s, _) = app
         .api(
             reqwest::Method::PUT,
