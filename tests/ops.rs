@@ -363,18 +363,18 @@ async fn pages_show_jobs_deliveries_and_integrations(app: TestApp) {
     assert_eq!(s, 200);
     assert!(html.contains("1 failed attempts"), "last hour: {html}");
     assert!(html.contains("<svg class=\"chart\""));
-    // A refused and a stored delivery.
+    // A refused and a stored delivery (no shared-secret header: refused before the body).
     let r = reqwest::Client::new()
         .post(app.url("/extensions/vsts/issue-updated/"))
         .body("{}")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 401);
     let (s, html) = page(&app, &cookie, "/ops/deliveries").await;
     assert_eq!(s, 200);
     assert!(
-        html.contains("id=\"refused\"") && html.contains("400 bad_request"),
+        html.contains("id=\"refused\"") && html.contains("401 unauthorized"),
         "{html}"
     );
     // Integrations: switches and mappings.
