@@ -85,21 +85,18 @@ pub async fn assign(
 ) -> Result<AssignResult, StoreError> {
     let now = crate::now_ms();
     subscribe_actor(tx, g, to, now).await?;
-    let previous = groups::find_assignee(tx, g.group_id).await?;
     let (user_id, team_id) = to.columns();
-    let (created, affected) = match &previous {
-        None => {
-            groups::insert_assignee(tx, g.project_id, g.group_id, user_id, team_id, now).await?;
-            (true, true)
-        }
-        Some(_) => (
-            false,
-            groups::update_assignee(tx, g.group_id, user_id, team_id, now).await? > 0,
-        ),
-    };
-    if !affected {
+    let upsert =
+        groups::upsert_assignee(tx, g.project_id, g.group_id, user_id, team_id, now).await?;
+    if !upsert.changed {
         return Ok(AssignResult::default());
     }
+    let created = upsert.previous.is_none();
+    let previous = upsert.previous.and_then(|(u, t)| match (u, t) {
+        (Some(u), _) => Some(Actor::User(u)),
+        (_, Some(t)) => Some(Actor::Team(t)),
+        _ => None,
+    });
     let (id, kind, email) = match to {
         Actor::User(u) => (u, "user", primary_email(tx, u).await?),
         Actor::Team(t) => (t, "team", None),
@@ -123,7 +120,7 @@ pub async fn assign(
     if let Actor::User(u) = to {
         enqueue_outbound_assignee(tx, g, Some(u), true, source_integration).await?;
     }
-    if let Some(prev) = previous.as_ref().and_then(Actor::of) {
+    if let Some(prev) = previous {
         remove_old_assignees(tx, g, prev, Some(to)).await?;
     }
     // An improvement on Sentry, which leaves a 60 s negative cache stale on assign.
