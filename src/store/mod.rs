@@ -10,6 +10,7 @@ pub mod integrations;
 pub mod jobs;
 pub mod organizations;
 pub mod projects;
+pub mod sessions;
 pub mod teams;
 pub mod users;
 
