@@ -126,6 +126,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
             http.limiter = http.limiter.with_fallback_share(
                 db.clone(),
                 settings.queue.heartbeat_secs * u64::from(settings.queue.missed_heartbeats),
+                settings.redis_url.as_deref(),
             );
             http
         },

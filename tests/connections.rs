@@ -316,11 +316,7 @@ async fn an_unsigned_discord_body_is_not_parsed(app: TestApp) {
 }
 
 async fn metrics_move_to_their_own_address(app: TestApp) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let Some(app) =
         app_with_same_more(&app, json!({"metrics_bind": format!("127.0.0.1:{port}")})).await
     else {
@@ -358,11 +354,7 @@ async fn a_low_descriptor_limit_does_not_stop_healthz() {
         let Some(app) = common::spawn_app(backend, common::Seq::Local).await else {
             continue;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let mut c = std::process::Command::new("prlimit");
         c.args(["--nofile=256:256", "--"])
             .arg(env!("CARGO_BIN_EXE_issuesync"))

@@ -5,7 +5,7 @@
 mod common;
 
 use common::TestApp;
-use reqwest::header::{COOKIE, LINK, SET_COOKIE};
+use reqwest::header::{COOKIE, LINK};
 use serde_json::{Value, json};
 
 sqlite_and_pg_redis_tests!(
@@ -200,24 +200,7 @@ async fn unknown_keys_are_named_with_the_closest_one(app: TestApp) {
     );
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn login(app: &TestApp) -> String {
-    let r = no_redirects()
-        .post(app.url("/ops/login"))
-        .form(&[("token", common::TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
-    set.split(';').next().unwrap().to_string()
-}
+use common::{no_redirects, ops_login as login};
 
 async fn csrf(app: &TestApp, cookie: &str) -> String {
     let html = no_redirects()

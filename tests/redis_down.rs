@@ -8,53 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A Redis of the test's own (never the shared one), so that it can be stopped.
-struct PrivateRedis(std::process::Child);
-
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PrivateRedis(child)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_but_degraded_while_redis_is_away() {
     for backend in [common::Backend::Sqlite, common::Backend::Postgres] {
         let Some((pg, _)) = common::require(backend, common::Seq::Local) else {
             continue;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let redis = PrivateRedis::start(port);
+        let port = common::free_port();
+        let redis = issuesync::bench::limiter::start_redis(port).expect("a private redis-server");
         let db = common::TestDb::create(backend, pg.as_deref()).await;
         let url = format!("redis://127.0.0.1:{port}");
         let settings = issuesync::config::Settings::for_tests(&db.url, Some(&url)).unwrap();
@@ -96,7 +57,7 @@ async fn ready_but_degraded_while_redis_is_away() {
             "{metrics:.2000}"
         );
         // Redis back: the shared bucket is used again.
-        let _redis = PrivateRedis::start(port);
+        let _redis = issuesync::bench::limiter::start_redis(port).expect("a private redis-server");
         let deadline = Instant::now() + Duration::from_secs(20);
         while state.http.limiter.mode() != "shared" {
             assert!(Instant::now() < deadline, "never back to the shared bucket");

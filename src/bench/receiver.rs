@@ -47,7 +47,8 @@ pub struct ReceiverReport {
     pub pgbench: Option<PgbenchReport>,
 }
 
-fn free_port() -> Result<u16, BenchError> {
+/// A free loopback port.
+pub(super) fn free_port() -> Result<u16, BenchError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -21,34 +21,38 @@ use super::receiver::{ServeOptions, spawn_receiver_with};
 use super::{BenchError, Percentiles, percentiles};
 use crate::startup::AppState;
 
-/// Latency of `GET /healthz` on a fresh connection (5 s when it never answers).
-async fn probe_once(host: &str) -> f64 {
+/// Latency of `GET /healthz` on a fresh connection (5 s when it never answers). Blocking,
+/// on a thread of its own, so that the load this process generates does not delay it.
+fn probe_once(host: &str) -> f64 {
+    use std::io::{Read, Write};
     let started = Instant::now();
-    let run = async {
-        let mut s = TcpStream::connect(host).await.ok()?;
+    let limit = Duration::from_secs(5);
+    let run = || -> Option<()> {
+        let addr = host.parse().ok()?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, limit).ok()?;
+        s.set_read_timeout(Some(limit)).ok()?;
         s.write_all(
             format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
                 .as_bytes(),
         )
-        .await
         .ok()?;
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
+        s.read_to_end(&mut buf).ok()?;
         buf.starts_with(b"HTTP/1.1 200").then_some(())
     };
-    match tokio::time::timeout(Duration::from_secs(5), run).await {
-        Ok(Some(())) => started.elapsed().as_secs_f64() * 1000.0,
+    match run() {
+        Some(()) if started.elapsed() < limit => started.elapsed().as_secs_f64() * 1000.0,
         _ => 5000.0,
     }
 }
 
 /// Probes `/healthz` every 20 ms until `stop`; returns the latencies.
 fn probe(host: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<f64>> {
-    tokio::spawn(async move {
+    tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            out.push(probe_once(&host).await);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            out.push(probe_once(&host));
+            std::thread::sleep(Duration::from_millis(20));
         }
         out
     })

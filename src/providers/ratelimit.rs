@@ -2,7 +2,8 @@
 //! with Redis, one GCRA bucket per integration shared by every worker process. A Redis
 //! call that fails or takes over [`REDIS_TIMEOUT`] switches this process to an in-process
 //! bucket for its share of the rate (the rate ÷ the live worker processes), logged once per
-//! outage; Redis is tried again every [`PROBE_EVERY`] and used as soon as it answers.
+//! outage; a background probe pings Redis every [`PROBE_EVERY`], and it is used again as
+//! soon as it answers.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -16,8 +17,10 @@ use crate::kv::Kv;
 
 /// Longest wait for Redis per acquire: past it the process limits in-process.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
-/// While Redis is unavailable, one acquire this often tries it again.
+/// While Redis is unavailable, a background probe pings it this often...
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// ... and gives it this long to answer (reconnecting included).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How old the count of live worker processes may get.
 const WORKERS_MAX_AGE: Duration = Duration::from_secs(10);
 
@@ -56,7 +59,11 @@ pub struct Limiter(Arc<Inner>);
 
 struct Inner {
     rates: HashMap<String, u32>,
-    redis: Option<redis::aio::ConnectionManager>,
+    /// Behind a lock so that a probe can replace it with a fresh one after an outage
+    /// (the manager's own reconnection backs off for seconds).
+    redis: Option<Mutex<redis::aio::ConnectionManager>>,
+    /// Where a probe connects to (set by `with_fallback_share`).
+    client: std::sync::OnceLock<redis::Client>,
     script: redis::Script,
     /// Without Redis: the whole rate, in this process.
     local: HashMap<String, DefaultKeyedRateLimiter<i64>>,
@@ -70,6 +77,8 @@ struct Fallback {
     /// Set while Redis is unavailable.
     since: Option<Instant>,
     next_probe: Option<Instant>,
+    /// A background probe of Redis is running.
+    probing: bool,
     /// Live worker processes, and when they were counted.
     processes: Option<(u64, Instant)>,
     counting: bool,
@@ -88,7 +97,7 @@ impl Limiter {
             .map(|(p, n)| (p.clone(), *n))
             .collect();
         let (redis, local) = match kv {
-            Kv::Redis(c) => (Some(c.clone()), HashMap::new()),
+            Kv::Redis(c) => (Some(Mutex::new(c.clone())), HashMap::new()),
             Kv::Local(_) => (
                 None,
                 rates
@@ -105,6 +114,7 @@ impl Limiter {
         Limiter(Arc::new(Inner {
             rates,
             redis,
+            client: std::sync::OnceLock::new(),
             script: redis::Script::new(GCRA),
             local,
             fallback: Mutex::default(),
@@ -114,9 +124,22 @@ impl Limiter {
 
     /// Counts live worker processes in `db` (heartbeat within `alive_within_secs`) to
     /// size this process's share when Redis is unavailable.
-    pub fn with_fallback_share(self, db: Db, alive_within_secs: u64) -> Limiter {
+    /// `redis_url` is where a probe reconnects after an outage.
+    pub fn with_fallback_share(
+        self,
+        db: Db,
+        alive_within_secs: u64,
+        redis_url: Option<&str>,
+    ) -> Limiter {
         let _ = self.0.workers.set((db, alive_within_secs));
+        if let Some(client) = redis_url.and_then(|u| redis::Client::open(u).ok()) {
+            let _ = self.0.client.set(client);
+        }
         self
+    }
+
+    fn connection(&self) -> Option<redis::aio::ConnectionManager> {
+        self.0.redis.as_ref()?.lock().ok().map(|c| c.clone())
     }
 
     /// `local` (no Redis), `shared` (the Redis bucket) or `fallback` (Redis unavailable).
@@ -141,17 +164,20 @@ impl Limiter {
         let Some(rate) = self.0.rates.get(provider).copied() else {
             return;
         };
-        let Some(conn) = &self.0.redis else {
+        let Some(conn) = self.connection() else {
             if let Some(l) = self.0.local.get(provider) {
                 l.until_key_ready(&id).await;
             }
             return;
         };
+        let conn = &conn;
         self.refresh_processes_in_background();
         let key = format!("issuesync:ratelimit:{id}");
-        let interval_us = 1_000_000 / u64::from(rate);
+        // 2 % slower than the rate: sends wake up a little late, which must not put the
+        // rate + 1 into one second.
+        let interval_us = 1_020_000 / u64::from(rate);
         let horizon_us = (2 * interval_us).max(10_000);
-        while self.try_redis_now() {
+        while self.try_redis_now(conn) {
             if let Some(n) = self.take_fallback_usage(id)
                 && self
                     .call(conn, &key, interval_us, horizon_us, n, false)
@@ -177,9 +203,9 @@ impl Limiter {
                 None => break,
             }
         }
-        let (bucket, ready_at) = self.fallback_bucket(id, rate).await;
+        let ready_at = self.fallback_ready_at();
         tokio::time::sleep_until(ready_at.into()).await;
-        bucket.until_ready().await;
+        self.fallback_bucket(id, rate).await.until_ready().await;
         self.record_fallback_use(id);
     }
 
@@ -242,8 +268,10 @@ impl Limiter {
         }
     }
 
-    /// True unless Redis is known to be down and it is not yet time to probe it.
-    fn try_redis_now(&self) -> bool {
+    /// True unless Redis is known to be down. While it is, a background probe pings it
+    /// every [`PROBE_EVERY`] with a longer timeout: the connection manager reconnects only
+    /// while it is polled, which 50 ms windows of acquires would not give it.
+    fn try_redis_now(&self, conn: &redis::aio::ConnectionManager) -> bool {
         let Ok(mut f) = self.0.fallback.lock() else {
             return true;
         };
@@ -251,11 +279,49 @@ impl Limiter {
             return true;
         }
         let now = Instant::now();
-        if f.next_probe.is_none_or(|t| now >= t) {
-            f.next_probe = Some(now + PROBE_EVERY);
-            return true;
+        if !f.probing && f.next_probe.is_none_or(|t| now >= t) {
+            f.probing = true;
+            let (this, old) = (self.clone(), conn.clone());
+            tokio::spawn(async move {
+                let ok = tokio::time::timeout(PROBE_TIMEOUT, this.probe(old))
+                    .await
+                    .unwrap_or(false);
+                if let Ok(mut f) = this.0.fallback.lock() {
+                    f.probing = false;
+                    f.next_probe = Some(Instant::now() + PROBE_EVERY);
+                }
+                if ok {
+                    this.redis_answered();
+                }
+            });
         }
         false
+    }
+
+    /// Pings Redis on a fresh connection manager, and uses it from now on when it answers;
+    /// without a URL, pings the current one.
+    async fn probe(&self, old: redis::aio::ConnectionManager) -> bool {
+        let mut conn = match self.0.client.get() {
+            Some(client) => {
+                let cfg = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(PROBE_TIMEOUT))
+                    .set_response_timeout(Some(PROBE_TIMEOUT))
+                    .set_number_of_retries(0);
+                match redis::aio::ConnectionManager::new_with_config(client.clone(), cfg).await {
+                    Ok(c) => c,
+                    Err(_) => return false,
+                }
+            }
+            None => old,
+        };
+        let cmd = redis::cmd("PING");
+        if cmd.query_async::<String>(&mut conn).await.is_err() {
+            return false;
+        }
+        if let Some(Ok(mut current)) = self.0.redis.as_ref().map(|m| m.lock()) {
+            *current = conn;
+        }
+        true
     }
 
     fn redis_answered(&self) {
@@ -289,16 +355,21 @@ impl Limiter {
                 "rate limiter: Redis unavailable; limiting in-process to this process's share (rate ÷ live worker processes) until it answers"
             );
             metrics::gauge!("issuesync_ratelimit_fallback").set(1.0);
+            // Count the processes again now: the share is used after the quiet second.
+            f.processes = None;
+            drop(f);
+            self.refresh_processes_in_background();
         }
     }
 
-    /// This process's bucket for integration `id` (see [`share_quota`]), and when it may
-    /// first be used: [`FALLBACK_QUIET`] after the switch.
-    async fn fallback_bucket(
-        &self,
-        id: i64,
-        rate: u32,
-    ) -> (Arc<DefaultDirectRateLimiter>, Instant) {
+    /// When the in-process share may first be used: [`FALLBACK_QUIET`] after the switch.
+    fn fallback_ready_at(&self) -> Instant {
+        let since = self.0.fallback.lock().ok().and_then(|f| f.since);
+        since.unwrap_or_else(Instant::now) + FALLBACK_QUIET
+    }
+
+    /// This process's bucket for integration `id` (see [`share_quota`]).
+    async fn fallback_bucket(&self, id: i64, rate: u32) -> Arc<DefaultDirectRateLimiter> {
         let known = self.0.fallback.lock().ok().and_then(|f| f.processes);
         let processes = match known {
             Some((n, _)) => n,
@@ -311,21 +382,16 @@ impl Limiter {
         }
         .max(1);
         let Ok(mut f) = self.0.fallback.lock() else {
-            return (
-                Arc::new(RateLimiter::direct(share_quota(rate, processes))),
-                Instant::now() + FALLBACK_QUIET,
-            );
+            return Arc::new(RateLimiter::direct(share_quota(rate, processes)));
         };
-        let ready_at = f.since.unwrap_or_else(Instant::now) + FALLBACK_QUIET;
-        let bucket = match f.buckets.get(&id) {
+        match f.buckets.get(&id) {
             Some((n, b)) if *n == processes => b.clone(),
             _ => {
                 let b = Arc::new(RateLimiter::direct(share_quota(rate, processes)));
                 f.buckets.insert(id, (processes, b.clone()));
                 b
             }
-        };
-        (bucket, ready_at)
+        }
     }
 
     /// Recounts the live worker processes when the count is older than `WORKERS_MAX_AGE`.

@@ -60,17 +60,41 @@ const REDIS_PING_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the queue gauges are read from the database.
 pub const QUEUE_GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A rendering is reused this long: any number of scrapers cost one rendering a second.
+const RENDER_TTL: Duration = Duration::from_secs(1);
+
+static RENDERED: std::sync::Mutex<Option<(std::time::Instant, axum::body::Bytes)>> =
+    std::sync::Mutex::new(None);
+
 /// Prometheus text, rendered from memory: the queue gauges are set by
 /// [`refresh_queue_gauges`], so a scrape never touches the database.
-async fn metrics() -> ApiResult<([(axum::http::HeaderName, &'static str); 1], String)> {
+async fn metrics() -> ApiResult<(
+    [(axum::http::HeaderName, &'static str); 1],
+    axum::body::Bytes,
+)> {
     let handle = crate::telemetry::metrics()
         .ok_or_else(|| ApiError::unavailable("metrics recorder unavailable"))?;
+    let fresh = RENDERED.lock().ok().and_then(|r| {
+        r.as_ref()
+            .filter(|(at, _)| at.elapsed() < RENDER_TTL)
+            .map(|(_, b)| b.clone())
+    });
+    let body = match fresh {
+        Some(b) => b,
+        None => {
+            let b = axum::body::Bytes::from(handle.render());
+            if let Ok(mut r) = RENDERED.lock() {
+                *r = Some((std::time::Instant::now(), b.clone()));
+            }
+            b
+        }
+    };
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        handle.render(),
+        body,
     ))
 }
 
