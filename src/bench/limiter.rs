@@ -161,8 +161,8 @@ pub async fn redis_down(
     tokio::time::sleep(Duration::from_secs(down_secs - down_secs / 2)).await;
     let down_to = crate::now_ms() / 1000;
     redis = Some(start_redis(redis_port)?);
-    eprintln!("redis-down: Redis is back; {} s more", up_secs + 3);
-    tokio::time::sleep(Duration::from_secs(up_secs + 3)).await;
+    eprintln!("redis-down: Redis is back; {} s more", up_secs + 10);
+    tokio::time::sleep(Duration::from_secs(up_secs + 10)).await;
     let (mut calls, mut slow, mut back) = (0.0, 0.0, 0);
     for p in &metric_ports {
         let text = scrape(*p).await;
