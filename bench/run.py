@@ -247,7 +247,7 @@ def e2e_mode(short):
     out = []
     for slots in (None, 8):
         url = fresh_db("bench_e2e")
-        sh(["redis-cli", "-n", "11", "FLUSHDB"])
+        sh(["redis-cli", "-u", f"{REDIS}/11", "FLUSHDB"])
         log(f"e2e: {n} webhooks, outbound slots {slots or 'default'}")
         args = [EXE, "bench", "e2e", "--webhooks", n, "--rate-limit", "200", "--json"]
         if slots:
