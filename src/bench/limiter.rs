@@ -254,9 +254,7 @@ impl Invariants for RedisDownReport {
                 self.workers_back_to_shared, self.workers
             ));
         }
-        if self.fallback_warnings.contains(&0)
-            || self.fallback_warnings != self.recoveries
-        {
+        if self.fallback_warnings.contains(&0) || self.fallback_warnings != self.recoveries {
             v.push(format!(
                 "fallback warnings per worker {:?} for recoveries {:?} (once per outage expected)",
                 self.fallback_warnings, self.recoveries
