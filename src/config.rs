@@ -37,7 +37,59 @@ pub struct Settings {
     #[serde(default)]
     pub sync_decisions: SyncDecisionSettings,
     /// Provider requests per second, per integration, by provider key.
-    pub rate_limit: std::collections::HashMap<String, u32>,
+    pub rate_limit: std::collections::HashMap<String, RateLimit>,
+    /// Serve `/metrics` on this address instead of the receiver's (worker processes serve
+    /// it too when set). Unset: `/metrics` is a route of the receiver.
+    #[serde(default)]
+    pub metrics_bind: Option<String>,
+}
+
+/// A provider's rate limit: a positive number of requests per second, or `"unlimited"`
+/// written out (a `0` is refused: it used to mean unlimited, which is easy to set by mistake).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    PerSecond(std::num::NonZeroU32),
+    Unlimited,
+}
+
+impl Serialize for RateLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RateLimit::PerSecond(n) => s.serialize_u32(n.get()),
+            RateLimit::Unlimited => s.serialize_str("unlimited"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        let refuse = |what: &str| {
+            serde::de::Error::custom(format!(
+                "a rate limit is a positive number of requests per second or \"unlimited\", not {what}"
+            ))
+        };
+        let n = match Raw::deserialize(d)? {
+            Raw::S(s) if s.trim().eq_ignore_ascii_case("unlimited") => {
+                return Ok(RateLimit::Unlimited);
+            }
+            Raw::S(s) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| refuse(&format!("{s:?}")))?,
+            Raw::N(n) => n,
+        };
+        u32::try_from(n)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .map(RateLimit::PerSecond)
+            .ok_or_else(|| refuse(&n.to_string()))
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -157,12 +209,43 @@ pub struct HttpSettings {
     /// Whole-request timeout of calls to provider APIs (a timeout is retried with backoff).
     #[serde(default = "provider_timeout_ms")]
     pub provider_timeout_ms: u64,
+    /// Open connections at most (lowered to fit the file-descriptor limit). At the cap,
+    /// connections without a request in flight are closed to make room; when all are busy,
+    /// new ones wait in the listen backlog.
+    #[serde(default = "max_connections")]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; also the keep-alive idle timeout.
+    #[serde(default = "header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Request bodies buffered at once, in bytes, across all requests (503 past it).
+    #[serde(default = "max_buffered_body_bytes")]
+    pub max_buffered_body_bytes: usize,
+}
+
+fn max_connections() -> usize {
+    4096
+}
+
+fn header_read_timeout_ms() -> u64 {
+    5_000
+}
+
+fn max_buffered_body_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration error: {0}")]
     Figment(#[from] Box<figment::Error>),
+    /// A TOML syntax error: one line with the file, line and column.
+    #[error("{path}:{line}:{column}: {message}")]
+    Toml {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("cannot read config file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -175,9 +258,18 @@ pub enum ConfigError {
 impl Settings {
     /// Loads settings. `explicit` is `--config PATH`; it replaces `config/$ISSUESYNC_ENV.toml`.
     pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_warnings(explicit).map(|(s, _)| s)
+    }
+
+    /// [`Settings::load`], plus one warning per unknown key (with the closest valid one):
+    /// the caller logs them once logging is set up.
+    pub fn load_with_warnings(
+        explicit: Option<&Path>,
+    ) -> Result<(Settings, Vec<String>), ConfigError> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         let on_disk = Path::new("config/default.toml");
         if on_disk.exists() {
+            check_toml(on_disk)?;
             fig = fig.merge(Toml::file(on_disk));
         }
         // Set but empty (an `ISSUESYNC_ENV=` line in an env file) means unset.
@@ -192,6 +284,7 @@ impl Settings {
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 });
             }
+            check_toml(&p)?;
             fig = fig.merge(Toml::file(p));
         }
         if let Some(p) = explicit {
@@ -201,15 +294,27 @@ impl Settings {
                     source,
                 });
             }
+            check_toml(p)?;
             fig = fig.merge(Toml::file(p));
         }
-        let settings: Settings = fig
+        let fig = fig
             .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
-            .merge(Env::prefixed("ISSUESYNC_").split("__"))
-            .extract()
-            .map_err(Box::new)?;
+            .merge(Env::prefixed("ISSUESYNC_").split("__"));
+        let settings: Settings = fig.extract().map_err(Box::new)?;
         settings.validate()?;
-        Ok(settings)
+        let warnings = unknown_keys(&fig, &settings);
+        Ok((settings, warnings))
+    }
+
+    /// Rates by provider for the limiter; an `unlimited` provider is left out.
+    pub fn rate_limits_per_second(&self) -> std::collections::HashMap<String, u32> {
+        self.rate_limit
+            .iter()
+            .filter_map(|(p, r)| match r {
+                RateLimit::PerSecond(n) => Some((p.clone(), n.get())),
+                RateLimit::Unlimited => None,
+            })
+            .collect()
     }
 
     /// Settings for tests: the compiled defaults plus overrides, without reading the environment.
@@ -275,6 +380,159 @@ impl Settings {
         if self.redis_url.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::Invalid("REDIS_URL is set but empty".into()));
         }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "admin_token (ISSUESYNC_ADMIN_TOKEN) is set but empty: unset it to disable /api/v1 and /ops, or set a long random value".into(),
+            ));
+        }
+        let positive = [
+            (
+                "database.max_connections",
+                self.database.max_connections as usize,
+            ),
+            ("queue.fetch_batch_size", self.queue.fetch_batch_size),
+            ("http.max_connections", self.http.max_connections),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms as usize,
+            ),
+        ];
+        let concurrency = self
+            .queue
+            .concurrency
+            .iter()
+            .map(|(q, n)| (format!("queue.concurrency.{q}"), *n));
+        for (key, n) in positive
+            .iter()
+            .map(|(k, n)| (k.to_string(), *n))
+            .chain(concurrency)
+        {
+            if n == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} ({}) must be at least 1, not 0",
+                    env_name(&key)
+                )));
+            }
+        }
+        if self.http.max_buffered_body_bytes < self.http.body_limit_bytes {
+            return Err(ConfigError::Invalid(
+                "http.max_buffered_body_bytes must be at least http.body_limit_bytes".into(),
+            ));
+        }
         Ok(())
     }
+}
+
+/// `ISSUESYNC_<SECTION>__<KEY>` of a dotted key.
+fn env_name(key: &str) -> String {
+    format!("ISSUESYNC_{}", key.replace('.', "__").to_uppercase())
+}
+
+/// Parses a TOML file on its own first, so that a syntax error is one line with the file,
+/// line and column (figment's message spans several lines with an excerpt).
+fn check_toml(path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let Err(e) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let at = e.span().map_or(0, |s| s.start).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(ConfigError::Toml {
+        path: path.display().to_string(),
+        line,
+        column,
+        message: e.message().replace('\n', " "),
+    })
+}
+
+/// Keys whose children are free-form names: checked by `validate`, or by name here.
+const MAP_KEYS: &[&str] = &["queue.concurrency", "rate_limit"];
+/// Providers that take a rate limit.
+const RATE_LIMITED: &[&str] = &["jira", "jira_server", "vsts", "discord"];
+/// Variables under the prefix that are not keys.
+const NOT_KEYS: &[&str] = &["env"];
+
+/// One warning for each key that no setting reads, naming its source and the closest key.
+fn unknown_keys(fig: &Figment, settings: &Settings) -> Vec<String> {
+    /// Dotted paths of the leaves (and of the free-form maps) of a serialized `Settings`.
+    fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        for (k, child) in v.as_object().into_iter().flatten() {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match child.as_object() {
+                Some(_) if !MAP_KEYS.contains(&p.as_str()) => leaves(&p, child, out),
+                _ => out.push(p),
+            }
+        }
+    }
+    fn given(
+        prefix: &str,
+        v: &figment::value::Value,
+        out: &mut Vec<(String, figment::value::Tag)>,
+    ) {
+        for (k, child) in v.as_dict().into_iter().flatten() {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match child.as_dict() {
+                // Queue names are checked by `validate`.
+                Some(_) if p == "queue.concurrency" => {}
+                Some(d) if !d.is_empty() => given(&p, child, out),
+                _ => out.push((p, child.tag())),
+            }
+        }
+    }
+    let mut known = Vec::new();
+    leaves(
+        "",
+        &serde_json::to_value(settings).unwrap_or_default(),
+        &mut known,
+    );
+    known.retain(|k| k != "rate_limit");
+    known.extend(RATE_LIMITED.iter().map(|p| format!("rate_limit.{p}")));
+    let Ok(value) = fig.find_value("") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    given("", &value, &mut found);
+    let mut warnings = Vec::new();
+    for (key, tag) in found {
+        if known.contains(&key) || NOT_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let closest = known
+            .iter()
+            .max_by(|a, b| strsim::jaro_winkler(&key, a).total_cmp(&strsim::jaro_winkler(&key, b)))
+            .cloned()
+            .unwrap_or_default();
+        let source = match fig.get_metadata(tag) {
+            Some(m) => match m.source.as_ref().and_then(|s| s.file_path()) {
+                Some(p) => format!("in {}", p.display()),
+                None if m.name.contains("environment") => format!("from {}", env_name(&key)),
+                None => format!("in {}", m.name),
+            },
+            None => String::new(),
+        };
+        warnings.push((
+            key.clone(),
+            format!(
+                "unknown configuration key `{key}` {source}: ignored; did you mean `{closest}`?"
+            ),
+        ));
+    }
+    warnings.into_iter().map(|(_, w)| w).collect()
 }

@@ -12,6 +12,8 @@ use tokio::sync::Mutex;
 pub enum KvError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 #[derive(Clone)]

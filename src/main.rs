@@ -12,6 +12,11 @@ use issuesync::ops;
 use issuesync::startup::{self, AppState};
 use issuesync::store::jobs::JobFilter;
 
+/// mimalloc gives freed memory back to the OS within milliseconds; glibc's arenas kept most
+/// of a burst of large request bodies (measured in docs/reliability.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "issuesync",
@@ -63,8 +68,12 @@ enum DeliveriesCmd {
     List {
         #[arg(long, value_parser = ["vsts", "jira", "jira_server", "discord"])]
         provider: Option<String>,
+        /// At most 1000; more are paged with --before.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Only deliveries older than this id (the next page).
+        #[arg(long)]
+        before: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -109,9 +118,15 @@ enum BenchCmd {
         duration_secs: u64,
         #[arg(long, default_value_t = 32)]
         connections: usize,
+        /// Also run the bare axum + sqlx handler (one INSERT a request) after each rate.
+        #[arg(long)]
+        reference: bool,
         #[arg(long)]
         json: bool,
     },
+    /// The bare reference handler of `bench receiver --reference` (one INSERT a request).
+    #[command(hide = true)]
+    ReferenceServe,
     /// N Jira Server assignee webhooks until every assignment reached a mock Jira (20 ms).
     E2e {
         #[arg(long, default_value_t = 10_000)]
@@ -119,6 +134,9 @@ enum BenchCmd {
         /// Requests/s allowed to the outbound Jira (rate_limit.jira_server).
         #[arg(long, default_value_t = 100)]
         rate_limit: u32,
+        /// Outbound slots of the worker (queue.concurrency.outbound); default: the config's.
+        #[arg(long)]
+        outbound_concurrency: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -155,6 +173,77 @@ enum BenchCmd {
 
 #[derive(Subcommand)]
 enum ChaosCmd {
+    /// Idle connections and a slowloris (optionally under a low descriptor limit) while
+    /// /healthz is probed on fresh connections.
+    Connections {
+        #[arg(long, default_value_t = 2000)]
+        idle: usize,
+        #[arg(long, default_value_t = 200)]
+        slowloris: usize,
+        /// RLIMIT_NOFILE of the server process.
+        #[arg(long)]
+        nofile: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when /healthz p99 > 100 ms, a probe fails or no slowloris is closed.
+        #[arg(long)]
+        check: bool,
+    },
+    /// N concurrent 1 MiB bodies; the server's resident memory before, during and after.
+    Bodies {
+        #[arg(long, default_value_t = 400)]
+        bodies: usize,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the memory after the burst is over twice the idle memory.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Unauthenticated 1 MiB requests to every webhook route while /healthz is probed.
+    Flood {
+        #[arg(long, default_value_t = 48)]
+        connections: usize,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when /healthz p99 > 100 ms or a probe fails.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Concurrent /metrics scrapers over a large queue, webhooks at 100/s.
+    Scrape {
+        #[arg(long, default_value_t = 300_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 16)]
+        scrapers: usize,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the webhook p99 with the scrapers is over 50 ms.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Worker processes share a rate limit through a private Redis, which goes away.
+    RedisDown {
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value_t = 50)]
+        slots: usize,
+        #[arg(long, default_value_t = 10)]
+        rate_limit: u32,
+        #[arg(long, default_value_t = 10)]
+        down_secs: u64,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the limit is exceeded, a Redis call took over 100 ms, or the
+        /// fallback was not reported / logged once.
+        #[arg(long)]
+        check: bool,
+    },
     /// SIGKILL a random worker process every few seconds during a burn-down (restarting it).
     Crash {
         #[arg(long, default_value_t = 50_000)]
@@ -278,21 +367,36 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined.
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
 }
 
+/// The chain of causes on one line, each once: many of our errors already show their
+/// source in their own message (`"…: {0}"` with `#[source]`), so a cause whose text is
+/// already there is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg.replace('\n', " ")
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(cli.config.as_deref())?;
+    let (settings, warnings) = Settings::load_with_warnings(cli.config.as_deref())?;
     issuesync::telemetry::init(&settings.log_format);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => {
             let state = startup::build_state(settings).await?;
@@ -320,7 +424,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!("shutting down: finishing in-flight jobs");
                 let _ = tx.send(true);
             });
-            work(state, args, rx).await
+            let mut stop = rx.clone();
+            let metrics = startup::serve_metrics_only(state.clone(), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await?;
+            work(state, args, rx).await?;
+            if let Some(m) = metrics {
+                m.await??;
+            }
+            Ok(())
         }
         Command::Bench(BenchCmd::Pickup {
             samples,
@@ -391,10 +504,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Bench(BenchCmd::ReferenceServe) => {
+            issuesync::bench::reference::serve(&settings).await?;
+            Ok(())
+        }
         Command::Bench(BenchCmd::Receiver {
             rates,
             duration_secs,
             connections,
+            reference,
             json,
         }) => {
             let rates = rates
@@ -414,6 +532,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 &rates,
                 std::time::Duration::from_secs(duration_secs),
                 connections,
+                reference,
                 cli.config.as_deref(),
             )
             .await?;
@@ -448,12 +567,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCmd::E2e {
             webhooks,
             rate_limit,
+            outbound_concurrency,
             json,
         }) => {
             let state = startup::build_state(settings).await?;
             state.db.migrate().await?;
-            let r = issuesync::bench::e2e::e2e(&state, webhooks, rate_limit, cli.config.as_deref())
-                .await?;
+            let r = issuesync::bench::e2e::e2e(
+                &state,
+                webhooks,
+                rate_limit,
+                outbound_concurrency,
+                cli.config.as_deref(),
+            )
+            .await?;
             if json {
                 return print_json(&r);
             }
@@ -496,7 +622,59 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            use issuesync::bench::{limiter, siege};
             match scenario {
+                ChaosCmd::Connections {
+                    idle,
+                    slowloris,
+                    nofile,
+                    secs,
+                    json,
+                    check,
+                } => out(
+                    siege::connections(&state, idle, slowloris, nofile, secs, config).await?,
+                    json,
+                    check,
+                ),
+                ChaosCmd::Bodies {
+                    bodies,
+                    json,
+                    check,
+                } => out(siege::bodies(&state, bodies, config).await?, json, check),
+                ChaosCmd::Flood {
+                    connections,
+                    secs,
+                    json,
+                    check,
+                } => out(
+                    siege::flood(&state, connections, secs, config).await?,
+                    json,
+                    check,
+                ),
+                ChaosCmd::Scrape {
+                    jobs,
+                    scrapers,
+                    secs,
+                    json,
+                    check,
+                } => out(
+                    siege::scrape(&state, jobs, scrapers, secs, config).await?,
+                    json,
+                    check,
+                ),
+                ChaosCmd::RedisDown {
+                    workers,
+                    slots,
+                    rate_limit,
+                    down_secs,
+                    json,
+                    check,
+                } => out(
+                    limiter::redis_down(&state, workers, slots, rate_limit, down_secs, config)
+                        .await?,
+                    json,
+                    check,
+                ),
                 ChaosCmd::Crash {
                     jobs,
                     workers,
@@ -606,10 +784,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 DeliveriesCmd::List {
                     provider,
                     limit,
+                    before,
                     json,
                 } => {
-                    let list =
-                        ops::list_deliveries(&state.db, provider.as_deref(), None, limit).await?;
+                    let page =
+                        ops::list_deliveries(&state.db, provider.as_deref(), before, limit).await?;
+                    if let Some(next) = page.next_before {
+                        eprintln!("more deliveries follow: page on with --before {next}");
+                    }
+                    let list = page.deliveries;
                     if json {
                         return print_json(&list);
                     }
@@ -689,6 +872,9 @@ async fn serve(settings: Settings, migrate: bool, workers: Option<WorkArgs>) -> 
     }
     let server = startup::bind(state.clone()).await?;
     tracing::info!(addr = %server.addr, backend = state.db.backend(), redis = state.kv.is_redis(), "listening");
+    if let Some(m) = server.metrics_addr() {
+        tracing::info!(addr = %m, "metrics listening");
+    }
     let (tx, rx) = watch::channel(false);
     let pools = workers.map(|args| tokio::spawn(work(state.clone(), args, rx.clone())));
     let mut stop = rx.clone();

@@ -249,16 +249,38 @@ pub struct DeliveryView {
     pub job_state: Option<String>,
 }
 
+/// Most deliveries one page holds.
+pub const DELIVERIES_PAGE_MAX: i64 = 1000;
+
+/// One page of deliveries, newest first; `next_before` pages on when there are more.
+#[derive(Debug, Serialize)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryView>,
+    pub next_before: Option<i64>,
+}
+
 pub async fn list_deliveries(
     db: &Db,
     provider: Option<&str>,
     before: Option<i64>,
     limit: i64,
-) -> Result<Vec<DeliveryView>, OpsError> {
+) -> Result<DeliveryPage, OpsError> {
+    if !(1..=DELIVERIES_PAGE_MAX).contains(&limit) {
+        return Err(OpsError::Invalid(format!(
+            "limit must be 1 to {DELIVERIES_PAGE_MAX}, not {limit}; page on with before"
+        )));
+    }
     let mut tx = db.begin().await?;
-    let rows =
-        crate::store::deliveries::list_deliveries(&mut tx, provider, before, limit.clamp(1, 1000))
-            .await?;
+    // One more than asked tells whether another page follows.
+    let mut rows =
+        crate::store::deliveries::list_deliveries(&mut tx, provider, before, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_before = if more {
+        rows.last().map(|d| d.id)
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(rows.len());
     for d in rows {
         let job_state = match &d.job_id {
@@ -277,7 +299,10 @@ pub async fn list_deliveries(
             job_state,
         });
     }
-    Ok(out)
+    Ok(DeliveryPage {
+        deliveries: out,
+        next_before,
+    })
 }
 
 /// Enqueues a stored delivery again. Refused while its last job is unfinished.

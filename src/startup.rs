@@ -32,6 +32,17 @@ pub struct AppState {
         moka::future::Cache<(String, String), crate::store::integrations::Integration>,
     /// Writes successful job attempts in batches (worker processes only use it).
     pub completer: crate::worker::completer::Completer,
+    /// All active integrations of a provider, for checks before a body is read (ADO's
+    /// shared secret, Discord's signature); as stale as `integrations` at most.
+    pub active_integrations:
+        moka::future::Cache<&'static str, Arc<Vec<crate::store::integrations::Integration>>>,
+    /// Request bodies buffered at once, in KiB permits (`http.max_buffered_body_bytes`).
+    pub bodies: Arc<tokio::sync::Semaphore>,
+}
+
+/// KiB permits of the body semaphore.
+fn settings_body_permits(settings: &Settings) -> usize {
+    settings.http.max_buffered_body_bytes.div_ceil(1024)
 }
 
 impl AppState {
@@ -48,6 +59,12 @@ impl AppState {
             .next()
             .unwrap_or("");
         format!("{host}.jira")
+    }
+
+    /// Drops the receiver's cached integrations after one was written.
+    pub fn forget_integrations(&self) {
+        self.integrations.invalidate_all();
+        self.active_integrations.invalidate_all();
     }
 
     pub fn domain_ctx(&self) -> Ctx<'_> {
@@ -93,21 +110,38 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         region_id: settings.snowflake.region_id,
         epoch_start: settings.snowflake.epoch_start,
     };
+    let bodies = Arc::new(tokio::sync::Semaphore::new(settings_body_permits(
+        &settings,
+    )));
     Ok(AppState {
-        db,
+        db: db.clone(),
         caches: Caches::new(kv.clone(), &settings.cache),
-        http: Http::new(
-            kv.clone(),
-            &settings.rate_limit,
-            Duration::from_millis(settings.http.provider_timeout_ms),
-        ),
+        http: {
+            let mut http = Http::new(
+                kv.clone(),
+                &settings.rate_limits_per_second(),
+                Duration::from_millis(settings.http.provider_timeout_ms),
+            );
+            // While Redis is unavailable, each process takes its share of the rate (÷ live workers).
+            http.limiter = http.limiter.with_fallback_share(
+                db.clone(),
+                settings.queue.heartbeat_secs * u64::from(settings.queue.missed_heartbeats),
+                settings.redis_url.as_deref(),
+            );
+            http
+        },
         kv,
         snowflake,
         settings: Arc::new(settings),
         refusals: Arc::default(),
+        bodies,
         completer: Default::default(),
         integrations: moka::future::Cache::builder()
             .max_capacity(10_000)
+            .time_to_live(INTEGRATION_CACHE_TTL)
+            .build(),
+        active_integrations: moka::future::Cache::builder()
+            .max_capacity(16)
             .time_to_live(INTEGRATION_CACHE_TTL)
             .build(),
     })
@@ -118,36 +152,124 @@ pub struct Server {
     pub addr: SocketAddr,
     listener: TcpListener,
     router: Router,
+    limits: crate::receiver::serve::Limits,
+    /// `/metrics` on its own address (`metrics_bind`).
+    metrics: Option<(TcpListener, Router)>,
+    state: AppState,
+}
+
+async fn listen(addr: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartupError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    Ok((listener, local))
+}
+
+/// The connection cap that fits the file-descriptor limit: the soft limit is raised to the
+/// hard one first, and 256 descriptors stay for the database, Redis and provider calls.
+fn connection_cap(configured: usize) -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let fits = usize::try_from(limit.saturating_sub(256))
+        .unwrap_or(usize::MAX)
+        .max(16);
+    if fits < configured {
+        tracing::info!(
+            configured,
+            nofile = limit,
+            cap = fits,
+            "http.max_connections lowered to fit the file-descriptor limit"
+        );
+    }
+    configured.min(fits)
 }
 
 pub async fn bind(state: AppState) -> Result<Server, StartupError> {
-    let addr = state.settings.bind.clone();
-    let listener = TcpListener::bind(&addr)
-        .await
-        .map_err(|source| StartupError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartupError::Bind { addr, source })?;
+    let (listener, addr) = listen(&state.settings.bind).await?;
+    let metrics = match &state.settings.metrics_bind {
+        Some(m) => Some((
+            listen(m).await?.0,
+            crate::receiver::metrics_router(state.clone()),
+        )),
+        None => None,
+    };
+    let http = &state.settings.http;
     Ok(Server {
         addr,
         listener,
-        router: crate::receiver::router(state),
+        router: crate::receiver::router(state.clone()),
+        limits: crate::receiver::serve::Limits {
+            max_connections: connection_cap(http.max_connections),
+            header_read_timeout: Duration::from_millis(http.header_read_timeout_ms),
+        },
+        metrics,
+        state,
     })
 }
 
 impl Server {
+    /// The address `/metrics` is served on when `metrics_bind` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(crate::receiver::health::refresh_queue_gauges(
+            self.state.clone(),
+            stop.clone(),
+        ));
+        if let Some((listener, router)) = self.metrics {
+            let stop = stop.clone();
+            let limits = self.limits.clone();
+            tokio::spawn(async move {
+                let done = async move { stop.cancelled().await };
+                crate::receiver::serve::serve(listener, router, limits, done).await
+            });
+        }
+        let result =
+            crate::receiver::serve::serve(self.listener, self.router, self.limits, shutdown).await;
+        stop.cancel();
+        result
     }
+}
+
+/// `/metrics` alone on `metrics_bind`, for processes without a receiver (`issuesync work`);
+/// None when `metrics_bind` is unset.
+pub async fn serve_metrics_only(
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, StartupError> {
+    let Some(addr) = state.settings.metrics_bind.clone() else {
+        return Ok(None);
+    };
+    let (listener, local) = listen(&addr).await?;
+    tracing::info!(addr = %local, "metrics listening");
+    let limits = crate::receiver::serve::Limits {
+        max_connections: 64,
+        header_read_timeout: Duration::from_millis(state.settings.http.header_read_timeout_ms),
+    };
+    let router = crate::receiver::metrics_router(state.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::receiver::health::refresh_queue_gauges(
+        state,
+        stop.clone(),
+    ));
+    Ok(Some(tokio::spawn(async move {
+        let r = crate::receiver::serve::serve(listener, router, limits, shutdown).await;
+        stop.cancel();
+        r
+    })))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -540,9 +540,12 @@ async fn bad_requests_store_nothing(app: TestApp) {
     assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")));
     let (s, v) = post_signed(&app, &json!({"id": "1", "type": 1}).to_string(), ts).await;
     assert_eq!(s, 400, "no application_id: {v}");
+    // Signed with our application's key but naming another application: the key that
+    // verified is the identity, so this is unauthorized (it was 404 when the body was
+    // parsed before the signature was checked).
     let unknown = component(ALICE, "resolve:1", 2, &[]).replace(APP_ID, "42");
     let (s, v) = post_signed(&app, &unknown, ts).await;
-    assert_eq!((s, v["error"].as_str()), (404, Some("unknown_integration")));
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")));
     // Verified but malformed: a component without custom_id, values of the wrong type.
     let no_custom = json!({"id": "5", "application_id": APP_ID, "type": 3, "token": TOKEN, "member": {"user": {"id": ALICE}}, "data": {"component_type": 2}}).to_string();
     let (s, _) = post_signed(&app, &no_custom, ts).await;

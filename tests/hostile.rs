@@ -163,10 +163,19 @@ fn corpus() -> Vec<Case> {
             body.clone(),
             400,
         ));
+        // Signed: Discord's signature covers the body, and comes before any parsing.
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let mut signed = ts.as_bytes().to_vec();
+        signed.extend_from_slice(&body);
+        let sig = hex::encode(key().sign(&signed).to_bytes());
         c.push(case(
             format!("discord: {name}"),
             discord,
-            &[json_ct],
+            &[
+                json_ct,
+                ("x-signature-ed25519", &sig),
+                ("x-signature-timestamp", &ts),
+            ],
             body.clone(),
             400,
         ));
@@ -707,19 +716,21 @@ fn corpus() -> Vec<Case> {
             ping.clone(),
             401,
         ),
+        // Signed by our application's key but naming another one: refused as unauthorized
+        // (the key that verified is the application's identity).
         (
             "unknown application",
-            Some(sign(now, &ping)),
+            Some(sign(now, &ping.replace(APP_ID, "42"))),
             Some(now.to_string()),
             ping.replace(APP_ID, "42"),
-            404,
+            401,
         ),
         (
             "application id injection",
-            Some(sign(now, &ping)),
+            Some(sign(now, &ping.replace(APP_ID, "' OR 1=1 --"))),
             Some(now.to_string()),
             ping.replace(APP_ID, "' OR 1=1 --"),
-            404,
+            401,
         ),
         (
             "no application id",

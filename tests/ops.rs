@@ -16,25 +16,7 @@ sqlite_and_pg_redis_tests!(
     pages_show_jobs_deliveries_and_integrations,
 );
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Logs in; returns the `name=value` cookie.
-async fn login(app: &TestApp) -> String {
-    let r = no_redirects()
-        .post(app.url("/ops/login"))
-        .form(&[("token", common::TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let set = r.headers()[SET_COOKIE].to_str().unwrap().to_string();
-    set.split(';').next().unwrap().to_string()
-}
+use common::{no_redirects, ops_login as login};
 
 async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
     let r = no_redirects()
@@ -363,18 +345,18 @@ async fn pages_show_jobs_deliveries_and_integrations(app: TestApp) {
     assert_eq!(s, 200);
     assert!(html.contains("1 failed attempts"), "last hour: {html}");
     assert!(html.contains("<svg class=\"chart\""));
-    // A refused and a stored delivery.
+    // A refused and a stored delivery (no shared-secret header: refused before the body).
     let r = reqwest::Client::new()
         .post(app.url("/extensions/vsts/issue-updated/"))
         .body("{}")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 401);
     let (s, html) = page(&app, &cookie, "/ops/deliveries").await;
     assert_eq!(s, 200);
     assert!(
-        html.contains("id=\"refused\"") && html.contains("400 bad_request"),
+        html.contains("id=\"refused\"") && html.contains("401 unauthorized"),
         "{html}"
     );
     // Integrations: switches and mappings.

@@ -367,11 +367,11 @@ pub struct StormReport {
 }
 
 #[derive(Clone)]
-struct Storm {
-    until: Instant,
-    seen: Arc<Seen>,
-    injected: Arc<Mutex<BTreeMap<String, u64>>>,
-    hang: Duration,
+pub(super) struct Storm {
+    pub(super) until: Instant,
+    pub(super) seen: Arc<Seen>,
+    pub(super) injected: Arc<Mutex<BTreeMap<String, u64>>>,
+    pub(super) hang: Duration,
 }
 
 impl Storm {
@@ -413,7 +413,7 @@ impl Storm {
     }
 }
 
-async fn storm_mock(storm: Storm) -> Result<String, BenchError> {
+pub(super) async fn storm_mock(storm: Storm) -> Result<String, BenchError> {
     let transitions: Value = serde_json::from_str(include_str!(
         "../../tests/fixtures/jira_transitions_response.json"
     ))
@@ -450,25 +450,14 @@ async fn storm_mock(storm: Storm) -> Result<String, BenchError> {
     e2e::serve_mock(app).await
 }
 
-pub async fn storm(
+/// Groups linked to Jira Server issues with a status mapping, resolved: one outbound
+/// status sync each (three requests to `mock`). Returns (group, external issue) pairs.
+pub(super) async fn seed_status_syncs(
     state: &AppState,
     n: usize,
-    storm_secs: u64,
-    rate_limit: u32,
-    config: Option<&std::path::Path>,
-) -> Result<StormReport, BenchError> {
-    let seen = Arc::new(Seen::default());
-    let injected = Arc::new(Mutex::new(BTreeMap::new()));
-    let provider_timeout = Duration::from_secs(2);
-    let mock = storm_mock(Storm {
-        until: Instant::now() + Duration::from_secs(storm_secs),
-        seen: seen.clone(),
-        injected: injected.clone(),
-        hang: provider_timeout + Duration::from_secs(1),
-    })
-    .await?;
-    // Groups linked to Jira Server issues with a status mapping, resolved: one outbound job each.
-    let _token = e2e::seed(state, n as u64, &mock).await?;
+    mock: &str,
+) -> Result<Vec<(i64, i64)>, BenchError> {
+    let _token = e2e::seed(state, n as u64, mock).await?;
     let mut tx = state.db.begin_write().await?;
     // The outbound integration only: its rate limit is the one the mock checks.
     let issues: Vec<(i64, i64)> = crate::on_tx!(&mut tx, |c| {
@@ -506,6 +495,27 @@ pub async fn storm(
         .await?;
     }
     tx.commit().await?;
+    Ok(issues)
+}
+
+pub async fn storm(
+    state: &AppState,
+    n: usize,
+    storm_secs: u64,
+    rate_limit: u32,
+    config: Option<&std::path::Path>,
+) -> Result<StormReport, BenchError> {
+    let seen = Arc::new(Seen::default());
+    let injected = Arc::new(Mutex::new(BTreeMap::new()));
+    let provider_timeout = Duration::from_secs(2);
+    let mock = storm_mock(Storm {
+        until: Instant::now() + Duration::from_secs(storm_secs),
+        seen: seen.clone(),
+        injected: injected.clone(),
+        hang: provider_timeout + Duration::from_secs(1),
+    })
+    .await?;
+    let issues = seed_status_syncs(state, n, &mock).await?;
     let started = Instant::now();
     let env = [
         ("ISSUESYNC_RATE_LIMIT__JIRA_SERVER", rate_limit.to_string()),

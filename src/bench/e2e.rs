@@ -38,6 +38,8 @@ pub struct E2eReport {
     pub outbound_per_sec_max: u64,
     pub rate_limit_per_sec: u32,
     pub mock_latency_ms: u64,
+    /// Outbound jobs run at once by the worker.
+    pub outbound_slots: usize,
 }
 
 /// Requests per wall-clock second, as the mock Jira saw them.
@@ -217,6 +219,7 @@ pub async fn e2e(
     state: &AppState,
     n: u64,
     rate_limit: u32,
+    outbound_concurrency: Option<usize>,
     config: Option<&std::path::Path>,
 ) -> Result<E2eReport, BenchError> {
     let latency = Duration::from_millis(20);
@@ -224,12 +227,16 @@ pub async fn e2e(
     eprintln!("e2e: seeding {n} groups");
     let token = seed(state, n, &mock).await?;
     let (_serve, base) = spawn_receiver(state, config).await?;
-    let env = [
+    let mut env = vec![
         ("ISSUESYNC_RATE_LIMIT__JIRA_SERVER", rate_limit.to_string()),
-        ("ISSUESYNC_QUEUE__CONCURRENCY__OUTBOUND", "16".to_string()),
         ("ISSUESYNC_QUEUE__CONCURRENCY__INBOUND", "8".to_string()),
         ("ISSUESYNC_QUEUE__FETCH_BATCH_SIZE", "8".to_string()),
     ];
+    if let Some(c) = outbound_concurrency {
+        env.push(("ISSUESYNC_QUEUE__CONCURRENCY__OUTBOUND", c.to_string()));
+    }
+    let outbound_slots =
+        outbound_concurrency.unwrap_or_else(|| state.settings.queue.concurrency_of("outbound"));
     let _workers = spawn_workers(state, config, 1, &[], &env)?;
     let template: Value = serde_json::from_str(include_str!(
         "../../tests/fixtures/jira_server_issue_updated_assignee_change.json"
@@ -297,5 +304,6 @@ pub async fn e2e(
         outbound_per_sec_max: per_sec.iter().copied().max().unwrap_or(0),
         rate_limit_per_sec: rate_limit,
         mock_latency_ms: latency.as_millis() as u64,
+        outbound_slots,
     })
 }

@@ -3,9 +3,12 @@
 
 pub mod chaos;
 pub mod e2e;
+pub mod limiter;
 pub mod load;
 pub mod queue;
 pub mod receiver;
+pub mod reference;
+pub mod siege;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

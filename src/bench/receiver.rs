@@ -38,20 +38,25 @@ pub struct ReceiverReport {
     pub backend: &'static str,
     pub payload_bytes: usize,
     pub runs: Vec<LoadReport>,
+    /// The bare axum + sqlx handler (one INSERT per request) at the same rates, each run
+    /// right after ours.
+    pub reference_runs: Vec<LoadReport>,
     /// Answered "queued" in all runs, and deliveries stored: equal when nothing was lost.
     pub acknowledged: u64,
     pub stored: i64,
     pub pgbench: Option<PgbenchReport>,
 }
 
-fn free_port() -> Result<u16, BenchError> {
+/// A free loopback port.
+pub(super) fn free_port() -> Result<u16, BenchError> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| BenchError::Setup(format!("no free port: {e}")))
 }
 
-async fn seed(state: &AppState) -> Result<(), BenchError> {
+/// The bench's ADO integration (secret `SECRET`), created once.
+pub(super) async fn seed(state: &AppState) -> Result<(), BenchError> {
     let template: Value =
         serde_json::from_str(ADO_PAYLOAD).map_err(|e| BenchError::Setup(e.to_string()))?;
     let collection = template
@@ -85,21 +90,51 @@ async fn count_deliveries(state: &AppState) -> Result<i64, BenchError> {
     Ok(crate::store::deliveries::count_deliveries(&mut tx).await?)
 }
 
+/// How `spawn_receiver_with` starts its process.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// RLIMIT_NOFILE of the process (through `prlimit`).
+    pub nofile: Option<u64>,
+    pub env: Vec<(String, String)>,
+    /// Run `bench reference-serve` (the bare handler) instead of `serve`.
+    pub reference: bool,
+}
+
 /// Starts `issuesync serve` on a free port and waits until it answers.
 pub async fn spawn_receiver(
     state: &AppState,
     config: Option<&std::path::Path>,
 ) -> Result<(WorkerProc, String), BenchError> {
+    spawn_receiver_with(state, config, &ServeOptions::default()).await
+}
+
+pub async fn spawn_receiver_with(
+    state: &AppState,
+    config: Option<&std::path::Path>,
+    opts: &ServeOptions,
+) -> Result<(WorkerProc, String), BenchError> {
     let port = free_port()?;
     let exe = std::env::current_exe().map_err(|e| BenchError::Setup(e.to_string()))?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = match opts.nofile {
+        Some(n) => {
+            let mut c = std::process::Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg("--").arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    cmd.arg("serve")
-        .env("DATABASE_URL", &state.settings.database_url)
+    if opts.reference {
+        cmd.args(["bench", "reference-serve"]);
+    } else {
+        cmd.arg("serve");
+    }
+    cmd.env("DATABASE_URL", &state.settings.database_url)
         .env("ISSUESYNC_BIND", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
+        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null());
     if let Some(r) = &state.settings.redis_url {
         cmd.env("REDIS_URL", r);
@@ -119,52 +154,84 @@ pub async fn spawn_receiver(
     Ok((proc, base))
 }
 
+/// Runs the load generator process (`bench load`) against `base`'s ADO route.
+pub(super) async fn run_load(
+    base: &str,
+    rate: Option<f64>,
+    duration: Duration,
+    connections: usize,
+) -> Result<LoadReport, BenchError> {
+    let exe = std::env::current_exe().map_err(|e| BenchError::Setup(e.to_string()))?;
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.args([
+        "bench",
+        "load",
+        "--url",
+        &format!("{base}/extensions/vsts/issue-updated/"),
+    ])
+    .args(["--duration-secs", &duration.as_secs().to_string()])
+    .args(["--connections", &connections.to_string()])
+    .args(["--header", &format!("shared-secret:{SECRET}")])
+    .args(["--header", "content-type:application/json"])
+    .arg("--json");
+    if let Some(r) = rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| BenchError::Setup(format!("load generator: {e}")))?;
+    if !out.status.success() {
+        return Err(BenchError::Setup(format!(
+            "load generator failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| BenchError::Setup(format!("load generator output: {e}")))
+}
+
 pub async fn receiver(
     state: &AppState,
     rates: &[Option<f64>],
     duration: Duration,
     connections: usize,
+    reference: bool,
     config: Option<&std::path::Path>,
 ) -> Result<ReceiverReport, BenchError> {
     seed(state).await?;
     let before = count_deliveries(state).await?;
     let (_serve, base) = spawn_receiver(state, config).await?;
-    let exe = std::env::current_exe().map_err(|e| BenchError::Setup(e.to_string()))?;
+    let bare = if reference {
+        super::reference::create_table(state).await?;
+        Some(
+            spawn_receiver_with(
+                state,
+                config,
+                &ServeOptions {
+                    reference: true,
+                    ..Default::default()
+                },
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let mut runs = Vec::new();
+    let mut reference_runs = Vec::new();
     for rate in rates {
-        let mut cmd = tokio::process::Command::new(&exe);
-        cmd.args([
-            "bench",
-            "load",
-            "--url",
-            &format!("{base}/extensions/vsts/issue-updated/"),
-        ])
-        .args(["--duration-secs", &duration.as_secs().to_string()])
-        .args(["--connections", &connections.to_string()])
-        .args(["--header", &format!("shared-secret:{SECRET}")])
-        .args(["--header", "content-type:application/json"])
-        .arg("--json");
-        if let Some(r) = rate {
-            cmd.args(["--rate", &r.to_string()]);
+        let label = rate.map_or("max rate".into(), |r| format!("{r} req/s"));
+        eprintln!("receiver: {label} for {}s", duration.as_secs());
+        runs.push(run_load(&base, *rate, duration, connections).await?);
+        // Side by side: the bare handler right after ours, under the same generator.
+        if let Some((_, bare_base)) = &bare {
+            eprintln!(
+                "receiver: bare handler, {label} for {}s",
+                duration.as_secs()
+            );
+            reference_runs.push(run_load(bare_base, *rate, duration, connections).await?);
         }
-        eprintln!(
-            "receiver: {} for {}s",
-            rate.map_or("max rate".into(), |r| format!("{r} req/s")),
-            duration.as_secs()
-        );
-        let out = cmd
-            .output()
-            .await
-            .map_err(|e| BenchError::Setup(format!("load generator: {e}")))?;
-        if !out.status.success() {
-            return Err(BenchError::Setup(format!(
-                "load generator failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        let report: LoadReport = serde_json::from_slice(&out.stdout)
-            .map_err(|e| BenchError::Setup(format!("load generator output: {e}")))?;
-        runs.push(report);
     }
     let acknowledged = runs.iter().map(|r| r.ok).sum();
     let stored = count_deliveries(state).await? - before;
@@ -176,6 +243,7 @@ pub async fn receiver(
         backend: state.db.backend(),
         payload_bytes: ADO_PAYLOAD.len(),
         runs,
+        reference_runs,
         acknowledged,
         stored,
         pgbench,

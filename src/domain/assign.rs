@@ -121,20 +121,16 @@ pub async fn assign(
 ) -> Result<AssignResult, StoreError> {
     let now = crate::now_ms();
     subscribe_actor(tx, g, to, now).await?;
-    let previous = groups::find_assignee(tx, g.group_id).await?;
     let (user_id, team_id) = to.columns();
-    let (created, affected) = match &previous {
-        None => {
-            groups::insert_assignee(tx, g.project_id, g.group_id, user_id, team_id, now).await?;
-            (true, true)
-        }
-        Some(_) => (
-            false,
-            groups::update_assignee(tx, g.group_id, user_id, team_id, now).await? > 0,
-        ),
-    };
-    let previous_actor = previous.as_ref().and_then(Actor::of);
-    if !affected {
+    let upsert =
+        groups::upsert_assignee(tx, g.project_id, g.group_id, user_id, team_id, now).await?;
+    let created = upsert.previous.is_none();
+    let previous_actor = upsert.previous.and_then(|(u, t)| match (u, t) {
+        (Some(u), _) => Some(Actor::User(u)),
+        (_, Some(t)) => Some(Actor::Team(t)),
+        _ => None,
+    });
+    if !upsert.changed {
         return Ok(AssignResult {
             previous: previous_actor,
             ..Default::default()

@@ -5,6 +5,7 @@ pub mod error;
 pub mod health;
 pub mod ops;
 pub mod refusals;
+pub mod serve;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -21,8 +22,13 @@ use crate::startup::AppState;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.http.body_limit_bytes;
     let timeout = Duration::from_millis(state.settings.http.request_timeout_ms);
+    let health = if state.settings.metrics_bind.is_some() {
+        health::routes()
+    } else {
+        health::routes().merge(health::metrics_routes())
+    };
     Router::new()
-        .merge(health::routes())
+        .merge(health)
         .merge(webhooks::routes())
         .merge(ops::routes())
         .nest("/api/v1", admin::routes(state.clone()))
@@ -35,6 +41,13 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             tracing::debug_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()))
         }))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `metrics_bind`.
+pub fn metrics_router(state: AppState) -> Router {
+    health::metrics_routes()
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
 

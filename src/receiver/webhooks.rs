@@ -3,7 +3,10 @@
 //! transaction, and only then answered. A duplicate answers 200 and enqueues nothing.
 
 use axum::body::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
+
+use subtle::ConstantTimeEq;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -56,27 +59,79 @@ impl From<WebhookError> for ApiError {
     }
 }
 
+/// A body held in memory, with its share of `http.max_buffered_body_bytes`.
+pub struct RawBody {
+    bytes: Bytes,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for RawBody {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// The raw body: 413 over the limit, 400 when the client cut it short, 408 when it is too
-/// slow to arrive (a stalled client must not hold the request until the 503 timeout).
-async fn raw_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
+/// slow to arrive (a stalled client must not hold the request until the 503 timeout), 503
+/// when `http.max_buffered_body_bytes` are already buffered by other requests.
+async fn raw_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<RawBody> {
     let http = &state.settings.http;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(http.body_timeout_ms);
+    // Reserve what the body may take (its Content-Length, or the limit) before reading it.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > http.body_limit_bytes) {
+        return Err(too_large());
+    }
+    let kib = declared
+        .unwrap_or(http.body_limit_bytes)
+        .div_ceil(1024)
+        .max(1);
+    let permit = match tokio::time::timeout_at(
+        deadline,
+        state
+            .bodies
+            .clone()
+            .acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX)),
+    )
+    .await
+    {
+        Ok(Ok(p)) => p,
+        _ => {
+            metrics::counter!("issuesync_http_bodies_refused_total").increment(1);
+            return Err(ApiError::unavailable(
+                "too many request bodies are being received at once; retry later",
+            ));
+        }
+    };
     let read = axum::body::to_bytes(body, http.body_limit_bytes);
-    match tokio::time::timeout(Duration::from_millis(http.body_timeout_ms), read).await {
+    let bytes = match tokio::time::timeout_at(deadline, read).await {
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             format!("the body did not arrive within {} ms", http.body_timeout_ms),
         )),
-        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the body is larger than the 1 MiB limit",
-        )),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
         Ok(Err(e)) => Err(ApiError::bad_request(format!(
             "the body could not be read: {e}"
         ))),
         Ok(Ok(b)) => Ok(b),
-    }
+    }?;
+    Ok(RawBody {
+        bytes,
+        _permit: permit,
+    })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the body is larger than the 1 MiB limit",
+    )
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -90,13 +145,30 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn json_body(raw: &[u8]) -> ApiResult<Value> {
+/// Bodies larger than this are parsed on the blocking pool, off the runtime threads that
+/// answer every other request.
+const PARSE_INLINE_BYTES: usize = 64 * 1024;
+
+fn parse_object(raw: &[u8]) -> ApiResult<Value> {
     let v: Value = serde_json::from_slice(raw)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
     Ok(v)
+}
+
+async fn json_body(raw: &RawBody) -> ApiResult<Value> {
+    if raw.len() <= PARSE_INLINE_BYTES {
+        return parse_object(raw);
+    }
+    let bytes = raw.bytes.clone();
+    tokio::task::spawn_blocking(move || parse_object(&bytes))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "the body parser panicked");
+            ApiError::internal()
+        })?
 }
 
 fn kept_headers(headers: &HeaderMap) -> Value {
@@ -142,6 +214,95 @@ async fn find_active(
         .try_get_with(key, lookup)
         .await
         .map_err(|e: std::sync::Arc<ApiError>| ApiError::new(e.status, e.code, e.detail.clone()))
+}
+
+/// The active integrations of a provider, a few seconds stale at most (as `find_active`).
+async fn active_of(state: &AppState, provider: &'static str) -> ApiResult<Arc<Vec<Integration>>> {
+    let load = async {
+        let mut tx = state.db.begin().await?;
+        let all = integrations::list_integrations(&mut tx, Some(provider)).await?;
+        Ok(Arc::new(
+            all.into_iter()
+                .filter(|i| i.status == integrations::STATUS_ACTIVE)
+                .collect::<Vec<_>>(),
+        ))
+    };
+    state
+        .active_integrations
+        .try_get_with(provider, load)
+        .await
+        .map_err(|e: Arc<ApiError>| ApiError::new(e.status, e.code, e.detail.clone()))
+}
+
+/// ADO's `shared-secret` header, checked before the body is read: present, and equal
+/// (in constant time) to the secret of at least one active ADO integration.
+async fn precheck_shared_secret(state: &AppState, got: Option<&str>) -> ApiResult<()> {
+    let got = got
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("missing shared-secret header"))?;
+    let active = active_of(state, "vsts").await?;
+    let known = active.iter().fold(false, |found, i| {
+        let matches = meta_str(i, "/subscription/secret")
+            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(got.as_bytes())));
+        found | matches
+    });
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "shared-secret header does not match",
+        ))
+    }
+}
+
+/// The active Discord application whose key verifies the request's Ed25519 signature
+/// (hashing a large body runs on the blocking pool, as parsing does).
+async fn discord_signer(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw: &RawBody,
+) -> ApiResult<Integration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    };
+    let (sig, ts) = (
+        header("x-signature-ed25519"),
+        header("x-signature-timestamp"),
+    );
+    let now = chrono::Utc::now().timestamp();
+    let skew = state.settings.discord.max_timestamp_skew_secs;
+    let candidates: Vec<(Integration, ed25519_dalek::VerifyingKey)> = active_of(state, "discord")
+        .await?
+        .iter()
+        .filter_map(|i| {
+            let key = meta_str(i, "/public_key")?;
+            discord::auth::parse_public_key(key)
+                .map_err(|e| tracing::error!(integration = i.id, "{e}"))
+                .ok()
+                .map(|k| (i.clone(), k))
+        })
+        .collect();
+    let body = raw.bytes.clone();
+    let check = move || {
+        let mut last = ApiError::unauthorized("no active Discord application");
+        for (integration, key) in candidates {
+            match discord::auth::verify(&key, sig.as_deref(), ts.as_deref(), &body, now, skew) {
+                Ok(()) => return Ok(integration),
+                Err(e) => last = e.into(),
+            }
+        }
+        Err(last)
+    };
+    if raw.len() <= PARSE_INLINE_BYTES {
+        return check();
+    }
+    tokio::task::spawn_blocking(check).await.map_err(|e| {
+        tracing::error!(error = %e, "the signature check panicked");
+        ApiError::internal()
+    })?
 }
 
 fn meta_str<'a>(i: &'a Integration, pointer: &str) -> Option<&'a str> {
@@ -279,12 +440,15 @@ async fn vsts_issue_updated(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = async {
-        let raw = raw_body(&state, body).await?;
-        let v = json_body(&raw)?;
+        let got = headers.get("shared-secret").and_then(|h| h.to_str().ok());
+        // Before the body: the secret must be some active ADO integration's (the body names
+        // which one, and the full check below compares with that one).
+        precheck_shared_secret(&state, got).await?;
+        let raw = raw_body(&state, &headers, body).await?;
+        let v = json_body(&raw).await?;
         let event_type = vsts::webhook::event_type(&v)?;
         let collection = vsts::webhook::collection_id(&v)?;
         let integration = find_active(&state, "vsts", &collection).await?;
-        let got = headers.get("shared-secret").and_then(|h| h.to_str().ok());
         vsts::webhook::verify_shared_secret(meta_str(&integration, "/subscription/secret"), got)?;
         if event_type != "workitem.updated" {
             return Ok(ignored("event type is not workitem.updated"));
@@ -307,8 +471,8 @@ async fn jira_server_issue_updated(
         let secret = meta_str(&integration, "/webhook_secret")
             .ok_or_else(|| ApiError::unauthorized("the integration has no webhook secret"))?;
         jira_server::auth::verify_token(&token, secret)?;
-        let raw = raw_body(&state, body).await?;
-        let v = json_body(&raw)?;
+        let raw = raw_body(&state, &headers, body).await?;
+        let v = json_body(&raw).await?;
         if v.get("changelog")
             .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
         {
@@ -354,8 +518,8 @@ async fn jira_issue_updated(
     let run = async {
         let integration =
             connect_tenant(&state, &headers, &query, "/extensions/jira/issue-updated/").await?;
-        let raw = raw_body(&state, body).await?;
-        let v = json_body(&raw)?;
+        let raw = raw_body(&state, &headers, body).await?;
+        let v = json_body(&raw).await?;
         if v.get("changelog")
             .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
         {
@@ -379,8 +543,8 @@ async fn jira_installed(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let raw = raw_body(&state, body).await?;
-    let v = json_body(&raw)?;
+    let raw = raw_body(&state, &headers, body).await?;
+    let v = json_body(&raw).await?;
     let field = |k: &str| {
         v.get(k)
             .and_then(Value::as_str)
@@ -442,7 +606,7 @@ async fn jira_installed(
         ),
     };
     tx.commit().await?;
-    state.integrations.invalidate_all();
+    state.forget_integrations();
     Ok((
         StatusCode::OK,
         Json(json!({"status": "installed", "integration_id": integration.map(|i| i.id)})),
@@ -455,8 +619,8 @@ async fn jira_uninstalled(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let raw = raw_body(&state, body).await?;
-    let v = json_body(&raw)?;
+    let raw = raw_body(&state, &headers, body).await?;
+    let v = json_body(&raw).await?;
     let client_key = v
         .get("clientKey")
         .and_then(Value::as_str)
@@ -489,7 +653,7 @@ async fn jira_uninstalled(
     )
     .await?;
     tx.commit().await?;
-    state.integrations.invalidate_all();
+    state.forget_integrations();
     Ok((
         StatusCode::OK,
         Json(json!({"status": "uninstalled", "integration_id": i.id})),
@@ -505,27 +669,16 @@ async fn discord_interactions(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = async {
-        let raw = raw_body(&state, body).await?;
-        let v = json_body(&raw)?;
+        let raw = raw_body(&state, &headers, body).await?;
+        // The signature comes first: nothing of an unsigned body is parsed.
+        let integration = discord_signer(&state, &headers, &raw).await?;
+        let v = json_body(&raw).await?;
         let application_id = discord::webhook::application_id(&v)?;
-        let integration = find_active(&state, "discord", &application_id).await?;
-        let key = meta_str(&integration, "/public_key")
-            .ok_or_else(|| ApiError::unauthorized("the integration has no public_key"))
-            .and_then(|k| {
-                discord::auth::parse_public_key(k).map_err(|e| {
-                    tracing::error!(integration = integration.id, "{e}");
-                    ApiError::unauthorized("the integration's public_key is invalid")
-                })
-            })?;
-        let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
-        discord::auth::verify(
-            &key,
-            header("x-signature-ed25519"),
-            header("x-signature-timestamp"),
-            &raw,
-            chrono::Utc::now().timestamp(),
-            state.settings.discord.max_timestamp_skew_secs,
-        )?;
+        if application_id != integration.external_id {
+            return Err(ApiError::unauthorized(
+                "the interaction names another application than the one that signed it",
+            ));
+        }
         let interaction = discord::webhook::parse_interaction(&v)?;
         if interaction.kind == discord::webhook::PING {
             return Ok((

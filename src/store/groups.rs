@@ -133,18 +133,61 @@ pub async fn list_history(tx: &mut Tx, group_id: i64) -> Result<Vec<History>> {
     .await)?)
 }
 
-/// Creates the assignee row of a group; fails with a conflict when one exists.
-pub async fn insert_assignee(
+/// What [`upsert_assignee`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssigneeUpsert {
+    /// (user, team) of the assignee it replaced; None when the group had none.
+    pub previous: Option<(Option<i64>, Option<i64>)>,
+    /// False when the group already had exactly this assignee.
+    pub changed: bool,
+}
+
+/// Sets a group's assignee with one upsert on the unique `group_id` index, so concurrent
+/// assignments never collide: each one commits, and the last to commit wins. On Postgres
+/// the upsert locks the row first (a no-op update when it exists) and returns the previous
+/// assignee under that lock; SQLite has a single writer, so the row read first stays valid.
+pub async fn upsert_assignee(
     tx: &mut Tx,
     project_id: i64,
     group_id: i64,
     user_id: Option<i64>,
     team_id: Option<i64>,
     now: i64,
-) -> Result<()> {
-    on_tx!(tx, |c| {
-        sqlx::query(
-        "INSERT INTO group_assignees (project_id, group_id, user_id, team_id, date_added) VALUES ($1, $2, $3, $4, $5)"
+) -> Result<AssigneeUpsert> {
+    let previous = match tx {
+        Tx::Pg(t) => {
+            let (created, u, tm): (bool, Option<i64>, Option<i64>) = sqlx::query_as(
+                "INSERT INTO group_assignees (project_id, group_id, user_id, team_id, date_added) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (group_id) DO UPDATE SET project_id = group_assignees.project_id \
+                 RETURNING (xmax = 0), user_id, team_id",
+            )
+            .bind(project_id)
+            .bind(group_id)
+            .bind(user_id)
+            .bind(team_id)
+            .bind(now)
+            .fetch_one(&mut **t)
+            .await?;
+            if created {
+                return Ok(AssigneeUpsert {
+                    previous: None,
+                    changed: true,
+                });
+            }
+            Some((u, tm))
+        }
+        Tx::Sqlite(_) => find_assignee(tx, group_id)
+            .await?
+            .map(|a| (a.user_id, a.team_id)),
+    };
+    let changed = on_tx!(tx, |c| sqlx::query(
+        "INSERT INTO group_assignees (project_id, group_id, user_id, team_id, date_added) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (group_id) DO UPDATE SET user_id = excluded.user_id, \
+           team_id = excluded.team_id, date_added = excluded.date_added \
+         WHERE group_assignees.user_id IS DISTINCT FROM excluded.user_id \
+            OR group_assignees.team_id IS DISTINCT FROM excluded.team_id"
     )
     .bind(project_id)
     .bind(group_id)
@@ -153,30 +196,9 @@ pub async fn insert_assignee(
     .bind(now)
     .execute(c)
     .await
-    .map(|_| ())
-    })?;
-    Ok(())
-}
-
-/// Points an existing assignee row at a new user or team; 0 when it already was.
-pub async fn update_assignee(
-    tx: &mut Tx,
-    group_id: i64,
-    user_id: Option<i64>,
-    team_id: Option<i64>,
-    now: i64,
-) -> Result<u64> {
-    Ok(on_tx!(tx, |c| sqlx::query(
-        "UPDATE group_assignees SET user_id = $2, team_id = $3, date_added = $4 \
-         WHERE group_id = $1 AND (user_id IS DISTINCT FROM $2 OR team_id IS DISTINCT FROM $3)"
-    )
-    .bind(group_id)
-    .bind(user_id)
-    .bind(team_id)
-    .bind(now)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))?)
+    .map(|r| r.rows_affected()))?
+        > 0;
+    Ok(AssigneeUpsert { previous, changed })
 }
 
 /// Deletes a group's assignee rows; returns how many went.

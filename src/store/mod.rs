@@ -11,6 +11,7 @@ pub mod integrations;
 pub mod jobs;
 pub mod organizations;
 pub mod projects;
+pub mod sessions;
 pub mod teams;
 pub mod users;
 

@@ -299,6 +299,6 @@ async fn save(
     integrations::upsert_organization_integration(&mut tx, org, i.id, config, crate::now_ms())
         .await?;
     tx.commit().await?;
-    state.integrations.invalidate_all();
+    state.forget_integrations();
     Ok(i)
 }

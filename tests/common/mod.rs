@@ -505,3 +505,35 @@ macro_rules! sqlite_and_pg_redis_tests {
         )*
     };
 }
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A client that does not follow redirects (the ops pages answer 303).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Logs in to /ops; returns the `name=value` session cookie.
+pub async fn ops_login(app: &TestApp) -> String {
+    let r = no_redirects()
+        .post(app.url("/ops/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 303);
+    let set = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    set.split(';').next().unwrap_or_default().to_string()
+}

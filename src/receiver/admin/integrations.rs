@@ -227,7 +227,7 @@ async fn update_integration(
         "integration",
     )?;
     tx.commit().await?;
-    s.integrations.invalidate_all();
+    s.forget_integrations();
     Ok(Json(integration_json(&i)))
 }
 

@@ -56,6 +56,17 @@ pub fn token_matches(expected: &str, given: &str) -> bool {
     same(expected, given)
 }
 
+/// What the revocation table stores of a session cookie (never the cookie itself).
+pub fn session_digest(value: &str) -> String {
+    hex::encode(<Sha256 as sha2::Digest>::digest(value.as_bytes()))
+}
+
+/// When a session cookie expires (epoch ms); None when it is not a session value.
+pub fn session_expiry(value: &str) -> Option<i64> {
+    let issued: i64 = value.split_once('.')?.0.parse().ok()?;
+    Some(issued + SESSION_MS)
+}
+
 fn cookie(parts: &Parts, name: &str) -> Option<String> {
     parts
         .headers
@@ -72,6 +83,8 @@ fn cookie(parts: &Parts, name: &str) -> Option<String> {
 /// request was authenticated by a header).
 pub struct Operator {
     pub csrf: Option<String>,
+    /// The session cookie's value (None when authenticated by a header).
+    pub session: Option<String>,
 }
 
 impl Operator {
@@ -104,15 +117,27 @@ impl FromRequestParts<AppState> for Operator {
             .and_then(|v| v.strip_prefix("Bearer "))
         {
             return if same(given, token) {
-                Ok(Operator { csrf: None })
+                Ok(Operator {
+                    csrf: None,
+                    session: None,
+                })
             } else {
                 Err(PageError::login(parts, "wrong admin token"))
             };
         }
         match cookie(parts, COOKIE_NAME) {
-            Some(v) if valid_session(token, &v, crate::now_ms()) => Ok(Operator {
-                csrf: Some(csrf_for(token, &v)),
-            }),
+            Some(v) if valid_session(token, &v, crate::now_ms()) => {
+                if revoked(state, &v).await? {
+                    return Err(PageError::login(
+                        parts,
+                        "you logged out of this session; log in again",
+                    ));
+                }
+                Ok(Operator {
+                    csrf: Some(csrf_for(token, &v)),
+                    session: Some(v),
+                })
+            }
             Some(_) => Err(PageError::login(
                 parts,
                 "your session has expired or the token changed; log in again",
@@ -120,6 +145,12 @@ impl FromRequestParts<AppState> for Operator {
             None => Err(PageError::login(parts, "log in with the admin token")),
         }
     }
+}
+
+/// Logged out: the database holds the digest, so the logout holds for every receiver.
+async fn revoked(state: &AppState, session: &str) -> Result<bool, PageError> {
+    let mut tx = state.db.begin().await?;
+    Ok(crate::store::sessions::is_session_revoked(&mut tx, &session_digest(session)).await?)
 }
 
 #[cfg(test)]

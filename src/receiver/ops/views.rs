@@ -41,6 +41,17 @@ fn flash(done: Option<&str>, n: Option<u64>) -> Option<String> {
     })
 }
 
+/// Ids and redirect targets come back in a `Location` header: a control character there
+/// is refused before any action runs.
+fn printable(what: &str, value: Option<&str>) -> Result<(), PageError> {
+    match value {
+        Some(v) if v.chars().any(char::is_control) => Err(PageError::bad_request(format!(
+            "the {what} holds a control character"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Only our own pages are redirect targets.
 fn back_to(back: Option<&str>, fallback: &str) -> String {
     match back {
@@ -113,8 +124,26 @@ pub struct CsrfForm {
     csrf: Option<String>,
 }
 
-pub async fn logout(op: Operator, OpsForm(f): OpsForm<CsrfForm>) -> Result<Response, PageError> {
+/// Ends the session server-side too: a copy of the cookie no longer works.
+pub async fn logout(
+    op: Operator,
+    State(s): State<AppState>,
+    OpsForm(f): OpsForm<CsrfForm>,
+) -> Result<Response, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
+    if let Some(session) = &op.session {
+        let expires_at = auth::session_expiry(session).unwrap_or_else(crate::now_ms);
+        let mut tx = s.db.begin_write().await?;
+        crate::store::sessions::revoke_session(
+            &mut tx,
+            &auth::session_digest(session),
+            expires_at,
+            crate::now_ms(),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!("ops: logout");
+    }
     let mut r = Redirect::to("/ops/login").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
@@ -339,6 +368,8 @@ pub async fn retry_job(
     OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
+    printable("job id", Some(&id))?;
+    printable("back link", f.back.as_deref())?;
     let n = ops::retry(&s.db, std::slice::from_ref(&id), None, None).await?;
     tracing::info!(job = id, n, "ops: retry");
     let back = back_to(f.back.as_deref(), &format!("/ops/jobs/{id}"));
@@ -355,6 +386,8 @@ pub async fn kill_job(
     OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
+    printable("job id", Some(&id))?;
+    printable("back link", f.back.as_deref())?;
     let reason = nonempty(&f.reason).unwrap_or_else(|| "killed from the operator page".to_string());
     let n = ops::kill(&s.db, std::slice::from_ref(&id), &reason).await?;
     tracing::info!(job = id, n, reason, "ops: kill");
@@ -435,7 +468,9 @@ pub async fn deliveries(
     {
         return Err(PageError::bad_request(format!("unknown provider {p:?}")));
     }
-    let list = ops::list_deliveries(&s.db, provider.as_deref(), None, 100).await?;
+    let list = ops::list_deliveries(&s.db, provider.as_deref(), None, 100)
+        .await?
+        .deliveries;
     let refused = s.refusals.recent(provider.as_deref());
     render(
         "deliveries.html",
@@ -456,6 +491,7 @@ pub async fn replay(
     OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
+    printable("back link", f.back.as_deref())?;
     let r = ops::replay_delivery(&s.db, id).await?;
     tracing::info!(delivery = id, job = r.id(), "ops: replay");
     let back = back_to(f.back.as_deref(), "/ops/deliveries");
