@@ -51,6 +51,12 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn dedup_key(&self) -> Option<String> {
         None
     }
+
+    /// What this job shares with others of the same integration (its id), so that one
+    /// integration's jobs can be paused or limited without reading payloads.
+    fn partition_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The stored form of every job.

@@ -28,6 +28,9 @@ impl crate::Job for SyncAssigneeInbound {
     const JOB_NAME: &'static str = "sync_assignee_inbound";
     const QUEUE: &'static str = crate::queues::INBOUND;
     const MAX_ATTEMPTS: u32 = 6;
+    fn partition_key(&self) -> Option<String> {
+        Some(format!("integration:{}", self.integration_id))
+    }
 }
 
 #[test]
