@@ -400,6 +400,11 @@ impl Settings {
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms as usize,
             ),
+            // 0 days would make every hourly purge delete all decisions.
+            (
+                "sync_decisions.retention_days",
+                usize::try_from(self.sync_decisions.retention_days).unwrap_or(usize::MAX),
+            ),
         ];
         let concurrency = self
             .queue
@@ -458,8 +463,9 @@ fn check_toml(path: &Path) -> Result<(), ConfigError> {
 const MAP_KEYS: &[&str] = &["queue.concurrency", "rate_limit"];
 /// Providers that take a rate limit.
 const RATE_LIMITED: &[&str] = &["jira", "jira_server", "vsts", "discord"];
-/// Variables under the prefix that are not keys.
-const NOT_KEYS: &[&str] = &["env"];
+/// Variables under the prefix that are not keys: `ISSUESYNC_ENV` picks a file, and
+/// `ISSUESYNC_ADVISORY_DB` is read by `.ci/deny` only.
+const NOT_KEYS: &[&str] = &["env", "advisory_db"];
 
 /// One warning for each key that no setting reads, naming its source and the closest key.
 fn unknown_keys(fig: &Figment, settings: &Settings) -> Vec<String> {

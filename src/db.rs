@@ -1,5 +1,5 @@
 //! One code base on SQLite and PostgreSQL: an enum of native pools (not `AnyPool`), so that
-//! apalis can enqueue inside our own transactions (spec/sqlx-dual-backend-findings.md §1b).
+//! apalis can enqueue inside our own transactions (`AnyPool` has no apalis backend).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -106,7 +106,7 @@ pub struct PoolSettings {
 impl Db {
     pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, DbError> {
         if url.starts_with("sqlite:") {
-            // WAL + NORMAL + a 5 s busy timeout keep concurrent workers alive (findings §3).
+            // WAL + NORMAL + a 5 s busy timeout keep concurrent workers alive.
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(DbError::Connect)?
                 .create_if_missing(true)
@@ -194,7 +194,8 @@ impl Db {
     }
 
     /// A transaction that reads before it writes: SQLite needs BEGIN IMMEDIATE or it fails
-    /// with SQLITE_BUSY at once under a concurrent writer (findings §3).
+    /// with SQLITE_BUSY at once under a concurrent writer (the
+    /// read lock cannot be upgraded).
     pub async fn begin_write(&self) -> sqlx::Result<Tx> {
         Ok(match self {
             Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),

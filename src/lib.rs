@@ -1,6 +1,6 @@
 //! issuesync: two-way sync of error-tracker issues with Azure DevOps, Jira and Discord.
 //!
-//! Layout follows DESIGN.md: `store` is SQL, `domain` the model logic, `receiver` the HTTP
+//! Layout (docs/design.md): `store` is SQL, `domain` the model logic, `receiver` the HTTP
 //! surface; `startup` builds the app once for `main` and for the tests.
 
 pub mod bench;

@@ -1,4 +1,4 @@
-//! The `issuesync` command line (CONTRACT.md).
+//! The `issuesync` command line; README's "Commands" lists every command.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

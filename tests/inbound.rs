@@ -1164,7 +1164,7 @@ async fn deliveries_can_be_listed_and_replayed(app: TestApp) {
     );
     // Unassign by hand, then replay: the assignment is applied again.
     {
-        // Read-then-write while workers run: SQLite needs BEGIN IMMEDIATE (findings §3).
+        // Read-then-write while workers run: SQLite needs BEGIN IMMEDIATE.
         let mut tx = app.state.db.begin_write().await.unwrap();
         let gref = issuesync::domain::assign::GroupRef {
             group_id: g,

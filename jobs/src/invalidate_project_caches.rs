@@ -1,4 +1,5 @@
-//! Delete the per-group cache keys of a project's recently seen groups, 1000 a page (spec §8).
+//! Delete the per-group cache keys of a project's recently seen groups, 1000 a page,
+//! as Sentry's `invalidate_assignee_exists_cache` batches them.
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! A provider changed an issue's assignee: apply it to the linked groups (spec §5.1).
+//! A provider changed an issue's assignee: apply it to the linked groups (Sentry's
+//! `sync_group_assignee_inbound`).
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! Push a group's assignee to one linked external issue (spec §6.2).
+//! Push a group's assignee to one linked external issue (Sentry's
+//! `integrations.tasks.sync_assignee_outbound`).
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

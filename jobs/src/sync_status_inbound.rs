@@ -1,4 +1,5 @@
-//! A provider changed an issue's status: resolve or unresolve the linked groups (spec §6.3).
+//! A provider changed an issue's status: resolve or unresolve the linked groups (Sentry's
+//! `integrations.tasks.sync_status_inbound`).
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

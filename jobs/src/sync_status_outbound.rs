@@ -1,4 +1,5 @@
-//! Push a group's current status to one linked external issue (spec §6.4).
+//! Push a group's current status to one linked external issue (Sentry's
+//! `integrations.tasks.sync_status_outbound`).
 //! Coalesced: one pending job per external issue; it reads the group's status when it runs.
 use serde::{Deserialize, Serialize};
 

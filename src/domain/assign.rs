@@ -1,6 +1,6 @@
-//! `GroupAssignee.assign` / `deassign` / `remove_old_assignees` (spec §7), inside the
-//! caller's transaction. Cache invalidation happens after commit, so it is returned as work
-//! for the caller ([`Effects`]).
+//! `GroupAssignee.assign` / `deassign` / `remove_old_assignees` (Sentry's
+//! `models/groupassignee.py`), inside the caller's transaction. Cache invalidation happens
+//! after commit, so it is returned as work for the caller ([`Effects`]).
 
 use serde_json::{Value, json};
 
@@ -213,9 +213,9 @@ pub async fn deassign(
     Ok(previous)
 }
 
-/// Drops the "assigned" subscriptions of the previous assignee (spec §7.3), keeping a user's
-/// when the new assignee is a team containing them (and the new user's when the old team
-/// contained them).
+/// Drops the "assigned" subscriptions of the previous assignee (as Sentry's
+/// `remove_old_assignees`), keeping a user's when the new assignee is a team containing them
+/// (and the new user's when the old team contained them).
 pub async fn remove_old_assignees(
     tx: &mut Tx,
     g: GroupRef,
@@ -322,7 +322,7 @@ fn note(
 }
 
 /// One `sync_assignee_outbound` per linked external issue, except those of the integration
-/// the change came from (the ping-pong guard, spec §1.3).
+/// the change came from (the ping-pong guard, Sentry's `AssignmentSource`).
 async fn enqueue_outbound_assignee(
     tx: &mut Tx,
     g: GroupRef,

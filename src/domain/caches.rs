@@ -1,7 +1,7 @@
-//! The per-group caches the flows keep fresh (spec §8), with Django's key function so that a
-//! main product sharing the Redis sees the same keys: `{KEY_PREFIX}:{VERSION}:{key}`, e.g.
-//! `:1:assignee_exists:1:42`. Values are ours ("1"/"0"); only the keys and their deletion are
-//! shared with Django, whose values are pickled.
+//! The per-group caches the flows keep fresh (Sentry's `GroupOwner` helpers), with Django's
+//! key function so that a main product sharing the Redis sees the same keys:
+//! `{KEY_PREFIX}:{VERSION}:{key}`, e.g. `:1:assignee_exists:1:42`. Values are ours ("1"/"0");
+//! only the keys and their deletion are shared with Django, whose values are pickled.
 
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ pub fn key_for(
     }
 }
 
-/// `GroupOwner`'s assignee_exists read-through (spec §8): cached 86,400 s when true, 60 s when
+/// `GroupOwner`'s assignee_exists read-through: cached 86,400 s when true, 60 s when
 /// false. A cache outage falls back to the database.
 pub async fn assignee_exists(caches: &Caches, group_id: i64, from_db: bool) -> bool {
     let key = assignee_exists_key(group_id);

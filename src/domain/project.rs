@@ -1,4 +1,4 @@
-//! `Project.save` / `Project.delete` (spec §10), plus the organization and team saves that
+//! Sentry's `Project.save` / `Project.delete`, plus the organization and team saves that
 //! share the snowflake path.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Slugs as Sentry's `slugify_instance` makes them (spec §10).
+//! Slugs as Sentry's `slugify_instance` makes them.
 
 use rand::Rng;
 use unicode_normalization::UnicodeNormalization;

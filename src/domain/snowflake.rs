@@ -1,4 +1,4 @@
-//! Snowflake IDs exactly as Sentry's `utils/snowflake.py` (spec §9): 53 bits, MSB first
+//! Snowflake IDs exactly as Sentry's `utils/snowflake.py`: 53 bits, MSB first
 //! version(5, bit-reversed) | seconds since epoch(32) | region(12) | sequence(4).
 //! The sequence is a per-second counter: Redis `INCR <bare second>` shared by every process,
 //! or an in-process map; when 16 ids of a second are gone it borrows earlier seconds.

@@ -1,4 +1,4 @@
-//! `Group.objects.update_group_status` (spec §6.3): bulk status change with an Activity and a
+//! `Group.objects.update_group_status` (Sentry): bulk status change with an Activity and a
 //! GroupHistory row per group that actually changed. It never enqueues outbound syncs: an
 //! inbound status change is pushed to no integration (the ping-pong guard for status).
 
@@ -16,7 +16,7 @@ pub struct StatusUpdate<'a> {
     pub activity_type: i32,
     pub activity_data: &'a Value,
     pub acting_user: Option<i64>,
-    /// Set by manual resolves; inbound resolves leave it alone (spec §13.6).
+    /// Set by manual resolves; inbound resolves leave it alone, as in Sentry.
     pub resolved_at: Option<i64>,
 }
 

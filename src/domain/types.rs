@@ -1,4 +1,4 @@
-//! Enum values as Sentry stores them (spec §7.4).
+//! Enum values as Sentry stores them (GroupStatus, GroupSubStatus, ActivityType, GroupHistory).
 
 pub mod group_status {
     pub const UNRESOLVED: i32 = 0;

@@ -1,5 +1,6 @@
 //! The outbound HTTP layer shared by the provider clients: auth per provider, error
-//! classification (spec §1.4, improved per DESIGN.md), Retry-After, and a 240 s GET cache.
+//! classification (Sentry's `BaseApiClient` mapping, plus Retry-After-aware 429/503 and
+//! permanent 401/403/404), Retry-After, and a 240 s GET cache.
 //! Over 600 lines because its unit tests (OAuth 1 vectors, Retry-After parsing) sit below it.
 
 use std::time::Duration;
@@ -494,7 +495,7 @@ pub fn oauth1_authorization(
             .nonce(nonce)
             .timestamp(std::num::NonZeroU64::new(ts));
     }
-    // RFC 5849 §3.4.1.2: lower-case scheme and host, no default port (Url normalizes these).
+    // RFC 5849 section 3.4.1.2: lower-case scheme and host, no default port (Url normalizes these).
     let base = reqwest::Url::parse(url)
         .map(|u| u.to_string())
         .unwrap_or_else(|_| url.to_string());
@@ -559,7 +560,7 @@ mod tests {
         );
     }
 
-    /// Verifies an RSA-SHA1 OAuth header's signature over `base_string` (RFC 5849 §3.4.3).
+    /// Verifies an RSA-SHA1 OAuth header's signature over `base_string` (RFC 5849 section 3.4.3).
     pub fn verify_oauth1(header: &str, base_string: &str, key: &rsa::RsaPublicKey) -> bool {
         use base64::Engine;
         let Some(sig) = header

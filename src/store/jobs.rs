@@ -1,6 +1,6 @@
 //! The job queue's rows, as SQL. apalis owns the tables (`apalis.jobs` on Postgres, `Jobs` on
 //! SQLite) and the fetch; it has no API to enqueue with a dedup report, finish a job our way,
-//! retry, kill, purge or count, so those are written here (spec/apalis-1.0-findings.md §2.8).
+//! retry, kill, purge or count, so those are written here.
 //!
 //! Our workers "self-ack": apalis is configured with `persist_results(false)` and
 //! `lock_tasks(false)`, so a fetched row stays `Queued` with `lock_by = <worker>` and the

@@ -1,4 +1,4 @@
-//! Discord message components (sentry-behaviour §11): assign, resolve, unresolve and
+//! Discord message components (as Sentry's Discord integration): assign, resolve, unresolve and
 //! archive from a message, as the Discord user's linked account. The same [`respond`]
 //! runs inline in the receiver (answered within Discord's 3 s) and in the deferred
 //! `discord_interaction` job, whose reply goes through the follow-up webhook.

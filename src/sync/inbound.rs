@@ -146,7 +146,7 @@ fn actor_value(a: Option<Actor>) -> Option<String> {
     }
 }
 
-/// `sync_group_assignee_inbound` (spec §5.1): assign the linked groups to the user with that
+/// Sentry's `sync_group_assignee_inbound`: assign the linked groups to the user with that
 /// verified email who can see the project, or deassign them, in event order.
 pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;

@@ -1,7 +1,7 @@
 //! Install flows: register our webhook with the provider, then save the integration.
-//! Azure DevOps: a service-hook subscription with a fresh 64-hex shared secret (spec §2.1).
+//! Azure DevOps: a service-hook subscription with a fresh 64-hex shared secret.
 //! Jira Server: a webhook whose URL carries an HS256 token, registered OAuth1-signed before
-//! anything is saved, so a failure saves nothing (spec §3.1).
+//! anything is saved, so a failure saves nothing (as Sentry's `create_webhook`).
 
 use rand::RngCore;
 use reqwest::Method;

@@ -1,5 +1,6 @@
 //! Sync logic: inbound (provider event → our groups) and outbound (our change → provider),
-//! with the loop guards of spec §6.5.
+//! with the loop guards: an assignee change is never pushed back to the integration it came
+//! from, and an inbound status change is pushed to no integration.
 
 pub mod decision;
 pub mod discord;
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use crate::store::integrations::OrganizationIntegration;
 
-/// The sync switch `key` of an installation (spec §1.2); missing means off.
+/// The sync switch `key` of an installation (Sentry's `should_sync`); missing means off.
 pub fn switch(oi: &OrganizationIntegration, key: &str) -> bool {
     oi.status == 0
         && oi

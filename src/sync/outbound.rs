@@ -139,7 +139,7 @@ async fn target(
     Ok(None)
 }
 
-/// `sync_status_outbound` (spec §3.4, §2.4, §6.4).
+/// `sync_status_outbound`: Sentry's task and each provider's `sync_status_outbound`.
 pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;
     let mut run = Run {

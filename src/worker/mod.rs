@@ -1,7 +1,7 @@
 //! Queue wiring: one apalis worker per queue on the database that holds our data, our poll
 //! strategies, and a dispatcher that runs one handler per job kind and writes the outcome
 //! itself (backoff, snooze, dead), because apalis' SQL backends have no backoff and would
-//! re-fetch a failed job at once (spec/apalis-1.0-findings.md §2.7).
+//! re-fetch a failed job at once.
 
 pub mod completer;
 pub mod enqueue;

@@ -1,6 +1,6 @@
 //! Poll strategies for apalis backends. Hand-written because apalis 1.0's built-in
 //! `IntervalStrategy`/`StreamStrategy` do not re-register their waker after firing, so idle
-//! workers stall until the next heartbeat (spec/apalis-1.0-findings.md §2.5). These keep a
+//! workers stall until the next heartbeat (measured: ~20 s idle pickup). These keep a
 //! waker registered at all times.
 
 use std::future::Future;

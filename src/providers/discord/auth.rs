@@ -1,5 +1,5 @@
 //! `X-Signature-Ed25519` over `X-Signature-Timestamp` + the raw body, with the
-//! application's public key (provider-wire-formats §4.1).
+//! application's public key, as Discord requires of an Interactions Endpoint URL.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 

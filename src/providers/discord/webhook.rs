@@ -1,5 +1,6 @@
-//! The interaction object (provider-wire-formats §4.2) and our component `custom_id`s
-//! (`action:group_id`, sentry-behaviour §11), and the replies we send back (§4.3).
+//! Discord's interaction object (a component click), our component `custom_id`s
+//! (`action:group_id`, as Sentry's Discord buttons name them), and the interaction responses
+//! we send back.
 
 use serde_json::{Value, json};
 

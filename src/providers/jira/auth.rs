@@ -1,8 +1,9 @@
 //! Atlassian Connect JWT for Jira Cloud: the query string hash (qsh), verifying inbound
 //! webhook tokens (HS256 with the tenant's shared secret) and signing our own requests.
 //!
-//! Algorithm: spec/provider-wire-formats.md §3.1–3.2; Sentry's checks: spec/sentry-behaviour.md
-//! §4.2. Unlike Sentry, a malformed token is a 401 with a reason, never a 500.
+//! The qsh is Atlassian's canonical-request hash (method, path, sorted query without `jwt`);
+//! the checks are those of Sentry's `utils/atlassian_connect.py`. Unlike Sentry, a malformed
+//! token is a 401 with a reason, never a 500.
 
 use std::collections::BTreeMap;
 

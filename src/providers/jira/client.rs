@@ -1,4 +1,5 @@
-//! Jira REST client for Cloud (Connect JWT) and Server (OAuth1): the calls of spec §3.3/§4.4.
+//! Jira REST client for Cloud (Connect JWT) and Server (OAuth1): the calls
+//! Sentry's `jira_server/client.py` and `jira/client.py` make.
 
 use reqwest::Method;
 use serde_json::Value;

@@ -1,8 +1,7 @@
 //! `jira:issue_updated` deliveries, shared by Jira Cloud and Jira Server/DC (same envelope:
 //! `timestamp`, `user`, `issue`, `changelog`): parsing into an [`InboundEvent`] and delivery keys.
 //!
-//! Wire format: spec/provider-wire-formats.md §2.2 and §3.3; behaviour:
-//! spec/sentry-behaviour.md §3.2 and §4.3.
+//! Behaviour as Sentry's Jira Server and Jira Cloud `issue_updated` webhook endpoints.
 
 use serde_json::Value;
 

@@ -3,7 +3,8 @@
 //! secret = SHA-1 of the consumer's private key PEM. Jira Server deliveries carry no signature
 //! of their own, so this token is the only authentication.
 //!
-//! Behaviour: spec/sentry-behaviour.md §3.1–3.2. We answer bad tokens with 401 (Sentry: 400).
+//! As Sentry's `jira_server` webhook endpoint, except that we answer bad tokens with 401
+//! (Sentry: 400).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! Azure DevOps REST client (spec §2.1): Bearer auth, api-version 4.1.
+//! Azure DevOps REST client (as Sentry's `vsts/client.py`): Bearer auth, api-version 4.1.
 
 use reqwest::Method;
 use serde_json::Value;
@@ -9,7 +9,7 @@ use crate::store::integrations::Integration;
 
 pub const API_VERSION: &str = "4.1";
 pub const API_VERSION_PREVIEW: &str = "4.1-preview.1";
-/// Work item state categories that count as done (spec §2.3).
+/// Work item state categories that count as done (Sentry's `get_resolve_sync_action`).
 pub const DONE_CATEGORIES: &[&str] = &["Resolved", "Completed", "Closed"];
 
 pub struct VstsClient<'a> {

@@ -1,7 +1,7 @@
 //! Azure DevOps `workitem.updated` service-hook deliveries: identify the organization, check
 //! the shared secret, pick a delivery key and parse the body into an [`InboundEvent`].
 //!
-//! Wire format: spec/provider-wire-formats.md §1.2–1.3; behaviour: spec/sentry-behaviour.md §2.2.
+//! Behaviour as Sentry's `vsts/webhooks.py`.
 //! All functions are pure: the receiver looks the integration up by [`collection_id`] and
 //! passes its stored secret to [`verify_shared_secret`].
 

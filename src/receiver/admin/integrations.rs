@@ -18,7 +18,7 @@ use crate::store::{found, groups, organizations};
 
 pub const PROVIDERS: &[&str] = &["vsts", "jira", "jira_server", "discord"];
 
-/// Config keys of an installation and their type (spec §1.2).
+/// Config keys of an installation and their type (Sentry's `OrganizationIntegration.config`).
 const BOOL_SWITCHES: &[&str] = &[
     "sync_status_forward",
     "sync_status_reverse",
