@@ -60,6 +60,13 @@ enum Command {
     /// The benchmark harness (use a release build).
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Shell completions on standard output (e.g. `issuesync completions bash > /etc/bash_completion.d/issuesync`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page (roff) on standard output (e.g. `issuesync man | man -l -`).
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -392,12 +399,28 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    // These describe the command line itself: no config, database or logging needed.
+    let command = match cli.command.unwrap_or(Command::Run) {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "issuesync", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        other => other,
+    };
     let (settings, warnings) = Settings::load_with_warnings(cli.config.as_deref())?;
     issuesync::telemetry::init(&settings.log_format);
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    match cli.command.unwrap_or(Command::Run) {
+    match command {
+        // Answered above, before the config was loaded.
+        Command::Completions { .. } | Command::Man => Ok(()),
         Command::Migrate => {
             let state = startup::build_state(settings).await?;
             state.db.migrate().await?;
