@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 db_tests!(
     every_kind_has_a_handler,
-    admin_enqueue_of_a_coalescing_kind_coalesces
+    admin_enqueue_of_a_coalescing_kind_coalesces,
+    the_api_refuses_a_noop_that_would_harm_the_worker
 );
 
 /// The smallest args each kind accepts. A new kind needs a line here.
@@ -118,4 +119,34 @@ async fn admin_enqueue_of_a_coalescing_kind_coalesces(app: TestApp) {
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["payload"]["group_id"], 3);
+}
+
+/// The noop's panic and memory-exhaustion behaviours exist for the reliability suite, which
+/// enqueues them in-process; through the admin API they would let a token holder crash-loop
+/// or OOM a worker, so they are refused and nothing is stored.
+async fn the_api_refuses_a_noop_that_would_harm_the_worker(app: TestApp) {
+    for behaviour in ["panic", "exhaust_memory"] {
+        let (s, v) = app
+            .post(
+                "/jobs",
+                json!({"job": "noop", "args": {"behaviour": behaviour}}),
+            )
+            .await;
+        assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")), "{v}");
+        assert!(
+            v["detail"].as_str().is_some_and(|d| d.contains(behaviour)),
+            "{v}"
+        );
+    }
+    let (s, v) = app.get("/jobs?job=noop").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
+    // The harmless behaviours are still accepted.
+    let (s, v) = app
+        .post(
+            "/jobs",
+            json!({"job": "noop", "args": {"behaviour": "fail_permanent"}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
 }

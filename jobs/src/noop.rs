@@ -41,6 +41,14 @@ pub struct Noop {
     pub dedup: Option<String>,
 }
 
+impl Noop {
+    /// Behaviours that take the worker process down with them: for the reliability suite,
+    /// which enqueues them in-process, never for the admin API.
+    pub fn harms_the_worker(&self) -> bool {
+        matches!(self.behaviour, Behaviour::Panic | Behaviour::ExhaustMemory)
+    }
+}
+
 impl crate::Job for Noop {
     const JOB_NAME: &'static str = "noop";
     const QUEUE: &'static str = crate::queues::MAINTENANCE;

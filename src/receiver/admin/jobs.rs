@@ -93,6 +93,15 @@ async fn create(
         args: if b.args.is_null() { json!({}) } else { b.args },
     };
     let kind = issuesync_jobs::validate(&env).map_err(ApiError::bad_request)?;
+    if kind.name == "noop"
+        && let Ok(noop) = env.decode::<issuesync_jobs::noop::Noop>()
+        && noop.harms_the_worker()
+    {
+        return Err(ApiError::bad_request(format!(
+            "noop behaviour {} would crash the worker; it is for the test harness only",
+            serde_json::to_string(&noop.behaviour).unwrap_or_default()
+        )));
+    }
     let run_at = b
         .delay_secs
         .map(|d| chrono::Utc::now() + chrono::Duration::seconds(d.min(365 * 86_400) as i64));
