@@ -13,6 +13,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -38,10 +41,51 @@ pub fn router(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            tracing::debug_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()))
+            let id = req
+                .headers()
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            // Info, so the id and the path are on every log line of the request.
+            tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
         }))
+        .layer(SetRequestIdLayer::x_request_id(RequestUlid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
         .with_state(state)
+}
+
+/// `X-Request-Id` header name.
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Generates request ids that sort by time, like our job ids.
+#[derive(Clone, Copy)]
+struct RequestUlid;
+
+impl MakeRequestId for RequestUlid {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        axum::http::HeaderValue::from_str(&ulid::Ulid::generate().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// A caller's `X-Request-Id` is kept when it is a plain token of at most 128 characters
+/// (letters, digits, `-_.:/`); anything else would flood or garble the logs, so it is
+/// replaced by a generated id.
+async fn drop_unusable_request_id<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let usable = req.headers().get(X_REQUEST_ID).is_none_or(|v| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:/".contains(c))
+    });
+    if !usable {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
 }
 
 /// `/metrics` alone, for `metrics_bind`.
