@@ -138,8 +138,7 @@ async fn target(
     let why = match (integration, oi) {
         (Some(i), Some(oi)) if switch(&oi, switch_key) => return Ok(Some((issue, i, oi))),
         (None, _) => format!("integration {} is disabled or gone", issue.integration_id),
-        (Some(_), None) => format!("the integration is not installed on organization {org}"),
-        (Some(_), Some(_)) => format!("{switch_key} is off for organization {org}"),
+        (Some(_), oi) => super::off_detail(oi.as_ref(), switch_key, org),
     };
     run.skip(Reason::SyncDisabled, why).await?;
     Ok(None)
@@ -503,6 +502,12 @@ async fn find_jira_user(
     for email in emails {
         let found = match client.search_assignable(key, email).await {
             Ok(f) => f,
+            // Our credentials refused: not a missing user, and no other email fares better.
+            Err(
+                e @ ApiError::Permanent {
+                    status: 401 | 403, ..
+                },
+            ) => return run.provider(Err(e)).await,
             Err(ApiError::Permanent { status, message }) => {
                 tracing::info!(status, message, "jira.user-search-request-error");
                 continue;
