@@ -62,13 +62,17 @@ const COLUMNS: &str = "id, at_ms, direction, field, group_id, organization_id, i
     external_issue_id, external_key, delivery_id, job_id, actor_user_id, actor, outcome, reason, \
     before_value, after_value, detail";
 
-pub async fn insert_decision(tx: &mut Tx, d: &NewDecision) -> Result<()> {
-    on_tx!(tx, |c| {
+/// Writes `d`, unless it names a group that no longer exists (deleted while the flow ran):
+/// a group's decisions go with it, and a vanished one must not fail the caller's
+/// transaction on the foreign key. Returns whether the row was written.
+pub async fn insert_decision(tx: &mut Tx, d: &NewDecision) -> Result<bool> {
+    let n = on_tx!(tx, |c| {
         sqlx::query(
         "INSERT INTO sync_decisions (at_ms, direction, field, group_id, organization_id, integration_id, \
          external_issue_id, external_key, delivery_id, job_id, actor_user_id, actor, outcome, reason, \
          before_value, after_value, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
+         WHERE $4 IS NULL OR EXISTS (SELECT 1 FROM groups WHERE id = $4)"
     )
     .bind(d.at_ms)
     .bind(d.direction)
@@ -89,9 +93,9 @@ pub async fn insert_decision(tx: &mut Tx, d: &NewDecision) -> Result<()> {
     .bind(&d.detail)
     .execute(c)
     .await
-    .map(|_| ())
+    .map(|r| r.rows_affected())
     })?;
-    Ok(())
+    Ok(n > 0)
 }
 
 /// Where a page starts: rows strictly older than this `(at_ms, id)`.

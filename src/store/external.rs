@@ -135,6 +135,31 @@ pub async fn groups_by_external_issue(
     })?)
 }
 
+/// The groups linked to `key` of the integration in organizations it has no active
+/// installation on (which the sync leaves alone), by group id.
+pub async fn groups_without_installation(
+    tx: &mut Tx,
+    integration_id: i64,
+    key: &str,
+) -> Result<Vec<AffectedGroup>> {
+    Ok(on_tx!(tx, |c| {
+        sqlx::query_as(
+        "SELECT g.id AS group_id, g.project_id, p.organization_id, g.status, g.substatus, e.id AS external_issue_id \
+         FROM external_issues e \
+         JOIN group_links l ON l.linked_id = e.id AND l.linked_type = 1 \
+         JOIN groups g ON g.id = l.group_id \
+         JOIN projects p ON p.id = g.project_id AND p.organization_id = e.organization_id \
+         WHERE e.integration_id = $1 AND e.key = $2 AND NOT EXISTS (SELECT 1 FROM organization_integrations oi \
+           WHERE oi.organization_id = e.organization_id AND oi.integration_id = e.integration_id AND oi.status = 0) \
+         ORDER BY g.id"
+    )
+    .bind(integration_id)
+    .bind(key)
+    .fetch_all(c)
+    .await
+    })?)
+}
+
 /// Which per-field event sequence of an external issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceField {

@@ -953,12 +953,11 @@ pub struct DoneJob {
     pub attempt: i32,
     pub started_at: i64,
     pub finished_at: i64,
-    /// The sync decisions of the run, written with its done mark.
-    pub decisions: Vec<crate::store::decisions::NewDecision>,
 }
 
-/// Marks many jobs done and records their attempts and sync decisions, in the caller's
-/// transaction: one UPDATE and one INSERT on Postgres (and one INSERT a decision). Each
+/// Marks many jobs done and records their attempts, in the caller's transaction: one
+/// UPDATE and one INSERT on Postgres. Nothing else rides on it (a row one job writes must
+/// not be able to fail the batch: handlers write their own, before they return). Each
 /// finish is fenced by its worker's `lock_by`, as in [`finish_job`]; returns the ids that
 /// were still held (and so were written).
 pub async fn finish_done_jobs(
@@ -1003,9 +1002,6 @@ pub async fn finish_done_jobs(
     };
     let held: std::collections::HashSet<String> = held.into_iter().collect();
     let written: Vec<&DoneJob> = done.iter().filter(|d| held.contains(&d.id)).collect();
-    for d in written.iter().flat_map(|d| &d.decisions) {
-        crate::store::decisions::insert_decision(tx, d).await?;
-    }
     match tx {
         Tx::Pg(t) => {
             let c =

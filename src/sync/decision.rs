@@ -2,11 +2,12 @@
 //! stable reason code (documented in docs/api.md, "Sync decisions").
 //!
 //! Rules: a decision is written in the transaction of the change it describes; a skip is
-//! written by the job that skipped (an outbound job's, with its done mark: see
-//! `JobCtx::decide_on_success`); a failed provider call is written in its own small
-//! transaction before the job returns the error, so it survives the job's failure. The
-//! counter `issuesync_sync_decisions_total` counts decisions after their commit (their
-//! labels travel in `Effects` to `after_commit`).
+//! written by the job that skipped; an outbound job writes what it decided (and a failed
+//! provider call) in a small transaction of its own before it returns, so the record
+//! outlives a failed attempt and never rides on the batch completer's done marks. A
+//! decision about a group deleted meanwhile is not written. The counter
+//! `issuesync_sync_decisions_total` counts decisions after their commit (their labels
+//! travel in `Effects` to `after_commit`).
 
 use crate::db::{Db, Tx};
 use crate::domain::assign::{Effects, OutboundNote};
@@ -115,13 +116,20 @@ impl About {
     }
 }
 
-/// Writes a decision in the caller's transaction; it is counted when the caller hands
-/// `effects` to `after_commit`.
+/// Writes a decision in the caller's transaction (none for a group deleted meanwhile); it
+/// is counted when the caller hands `effects` to `after_commit`.
 pub async fn write(tx: &mut Tx, effects: &mut Effects, d: NewDecision) -> Result<(), StoreError> {
-    decisions::insert_decision(tx, &d).await?;
-    effects
-        .decisions
-        .push([d.direction, d.field, d.outcome, d.reason]);
+    if decisions::insert_decision(tx, &d).await? {
+        effects
+            .decisions
+            .push([d.direction, d.field, d.outcome, d.reason]);
+    } else {
+        tracing::debug!(
+            group_id = d.refs.group_id,
+            reason = d.reason,
+            "the group is gone; its decision is not recorded"
+        );
+    }
     Ok(())
 }
 
@@ -132,12 +140,24 @@ pub fn count(labels: &[[&'static str; 4]]) {
     }
 }
 
-/// Writes decisions in a transaction of their own (a failure the job is about to return).
+/// Writes decisions in a transaction of their own: a failure the job is about to return,
+/// or what a job decided before it returns. Tried twice: a group deleted by a transaction
+/// that was still open fails the foreign key once, and the second try sees it gone.
 pub async fn write_alone(db: &Db, ds: Vec<NewDecision>) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
+    match write_once(db, &ds).await {
+        Err(e) => {
+            tracing::debug!(error = %e, "writing sync decisions failed; trying once more");
+            write_once(db, &ds).await
+        }
+        ok => ok,
+    }
+}
+
+async fn write_once(db: &Db, ds: &[NewDecision]) -> Result<(), StoreError> {
+    let mut tx = db.begin_write().await?;
     let mut effects = Effects::default();
     for d in ds {
-        write(&mut tx, &mut effects, d).await?;
+        write(&mut tx, &mut effects, d.clone()).await?;
     }
     tx.commit().await?;
     count(&effects.decisions);

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::decision::{self, About, Reason};
 use super::resolve::{ResolveAction, describe_change, resolve_action};
 use super::webhook::about_group;
-use super::{provider_name, switch};
+use super::{disabled_detail, off_detail, provider_name, switch};
 use crate::db::Tx;
 use crate::domain::assign::{self, Actor, Effects, GroupRef};
 use crate::domain::status::{StatusUpdate, update_group_status};
@@ -26,15 +26,53 @@ use crate::store::{projects, users};
 use crate::worker::JobCtx;
 use crate::worker::error::JobError;
 
+/// The integration, active or not (a disabled one's events are recorded as `sync_disabled`
+/// by the caller); a missing one is a permanent error.
 pub(super) async fn load_integration(state: &AppState, id: i64) -> Result<Integration, JobError> {
     let mut tx = state.db.begin().await?;
-    let i = integrations::find_integration(&mut tx, id)
+    integrations::find_integration(&mut tx, id)
         .await?
-        .ok_or_else(|| JobError::Permanent(format!("integration {id} does not exist")))?;
-    if i.status != integrations::STATUS_ACTIVE {
-        return Err(JobError::Permanent(format!("integration {id} is disabled")));
-    }
-    Ok(i)
+        .ok_or_else(|| JobError::Permanent(format!("integration {id} does not exist")))
+}
+
+pub(super) fn is_disabled(i: &Integration) -> bool {
+    i.status != integrations::STATUS_ACTIVE
+}
+
+/// `sync_disabled` for `field` of every group linked to `key` (the integration is
+/// disabled), in a transaction of its own; the job is done.
+async fn record_disabled(
+    state: &AppState,
+    base: &About,
+    integration_id: i64,
+    key: &str,
+    org: Option<i64>,
+    field: &'static str,
+) -> Result<(), JobError> {
+    let groups = {
+        let mut tx = state.db.begin().await?;
+        external::groups_by_external_issue(&mut tx, integration_id, key).await?
+    };
+    let ds: Vec<NewDecision> = groups
+        .iter()
+        .filter(|g| org.is_none_or(|o| o == g.organization_id))
+        .map(|g| {
+            about(
+                base,
+                g,
+                field,
+                Reason::SyncDisabled,
+                disabled_detail(integration_id),
+            )
+        })
+        .collect();
+    decision::write_alone(&state.db, ds).await?;
+    tracing::info!(
+        integration_id,
+        key,
+        "the integration is disabled; event dropped"
+    );
+    Ok(())
 }
 
 fn group_ref(g: &AffectedGroup) -> GroupRef {
@@ -159,6 +197,10 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
         job.delivery_id,
         &job.actor,
     );
+    if is_disabled(&integration) {
+        let key = &job.external_issue_key;
+        return record_disabled(state, &base, integration.id, key, None, decision::ASSIGNEE).await;
+    }
     let mut effects = Effects::default();
     let mut tx = state.db.begin_write().await?;
     let linked =
@@ -180,10 +222,8 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
                 .is_some_and(|oi| switch(oi, "sync_reverse_assignment"))
         });
     for g in &off {
-        let detail = format!(
-            "sync_reverse_assignment is off for organization {}",
-            g.organization_id
-        );
+        let oi = installs.get(&g.organization_id);
+        let detail = off_detail(oi, "sync_reverse_assignment", g.organization_id);
         decision::write(
             &mut tx,
             &mut effects,
@@ -371,6 +411,10 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
         &job.actor,
     );
     let st = decision::STATUS;
+    if is_disabled(&integration) {
+        let (key, org) = (&job.issue_key, Some(job.organization_id));
+        return record_disabled(state, &base, integration.id, key, org, st).await;
+    }
     let change = describe_change(&integration.provider, &job.data);
     let affected: Vec<AffectedGroup> = {
         let mut tx = state.db.begin().await?;
@@ -395,13 +439,10 @@ pub async fn sync_status_inbound(job: SyncStatusInbound, ctx: &JobCtx) -> Result
         .get(&job.organization_id)
         .filter(|oi| switch(oi, "sync_status_reverse"))
     else {
-        // Switched off while the job waited.
-        let org = job.organization_id;
-        all(
-            Reason::SyncDisabled,
-            format!("sync_status_reverse is off for organization {org}"),
-        )
-        .await?;
+        // Switched off (or uninstalled) while the job waited.
+        let oi = installs.get(&job.organization_id);
+        let detail = off_detail(oi, "sync_status_reverse", job.organization_id);
+        all(Reason::SyncDisabled, detail).await?;
         return Ok(());
     };
     if integration.provider == "vsts" && job.data.get("project").and_then(Value::as_str).is_none() {

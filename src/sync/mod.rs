@@ -26,6 +26,23 @@ pub fn switch(oi: &OrganizationIntegration, key: &str) -> bool {
             .unwrap_or(false)
 }
 
+/// Why `switch_key` lets no change through for organization `org`, whose installation (if
+/// any) is `oi`: the detail of a `sync_disabled` decision.
+pub fn off_detail(oi: Option<&OrganizationIntegration>, switch_key: &str, org: i64) -> String {
+    match oi {
+        None => format!("the integration is not installed on organization {org}"),
+        Some(oi) if oi.status != 0 => {
+            format!("the integration's installation on organization {org} is disabled")
+        }
+        Some(_) => format!("{switch_key} is off for organization {org}"),
+    }
+}
+
+/// The detail of a `sync_disabled` decision when the integration itself is disabled.
+pub fn disabled_detail(integration_id: i64) -> String {
+    format!("integration {integration_id} is disabled")
+}
+
 /// Display name and key of a provider, as written into activity data.
 pub fn provider_name(provider: &str) -> &'static str {
     match provider {

@@ -2,8 +2,8 @@
 //! Handlers read the group's state when they run, so a coalesced or late job never pushes a
 //! stale value. Errors: 401/403/404 and a missing mapping stop at once (dead, with the
 //! cause); 5xx and timeouts retry; 429 snoozes without using up an attempt. Every run ends
-//! in a sync decision: what was sent, or why nothing was (a failed provider call is written
-//! in its own transaction before the error is returned, so it outlives the attempt).
+//! in a sync decision, written in its own transaction before the handler returns: what was
+//! sent, or why nothing was (a failed provider call too, so it outlives the attempt).
 
 use issuesync_jobs::sync_assignee_outbound::SyncAssigneeOutbound;
 use issuesync_jobs::sync_status_outbound::SyncStatusOutbound;
@@ -43,14 +43,18 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The decision a successful run ends with: written with the job's done mark.
-    fn finish(&self, d: NewDecision) -> Result<(), JobError> {
-        self.ctx.decide_on_success(d);
+    /// The decision a successful run ends with, written before the job returns (never with
+    /// the batch completer's done marks: a group deleted meanwhile writes none, and cannot
+    /// fail the other jobs of a batch). The push is done: a failed record is only logged.
+    async fn finish(&self, d: NewDecision) -> Result<(), JobError> {
+        if let Err(e) = decision::write_alone(&self.state.db, vec![d]).await {
+            tracing::warn!(job_id = self.ctx.job_id, error = %e, "cannot record the sync decision");
+        }
         Ok(())
     }
 
-    fn skip(&self, reason: Reason, detail: impl Into<String>) -> Result<(), JobError> {
-        self.finish(self.decision(reason, detail))
+    async fn skip(&self, reason: Reason, detail: impl Into<String>) -> Result<(), JobError> {
+        self.finish(self.decision(reason, detail)).await
     }
 
     /// A provider call's failure, recorded (rate limit: deferred; 4xx: refused with the
@@ -84,13 +88,14 @@ impl Run<'_> {
         JobError::Permanent(detail)
     }
 
-    fn sent(
+    async fn sent(
         &self,
         before: Option<String>,
         after: Option<String>,
         detail: impl Into<String>,
     ) -> Result<(), JobError> {
         self.finish(self.decision(Reason::Sent, detail).values(before, after))
+            .await
     }
 }
 
@@ -111,7 +116,8 @@ async fn target(
         run.skip(
             Reason::LinkGone,
             format!("external issue {external_issue_id} no longer exists"),
-        )?;
+        )
+        .await?;
         return Ok(None);
     };
     run.about.integration_id = Some(issue.integration_id);
@@ -132,10 +138,9 @@ async fn target(
     let why = match (integration, oi) {
         (Some(i), Some(oi)) if switch(&oi, switch_key) => return Ok(Some((issue, i, oi))),
         (None, _) => format!("integration {} is disabled or gone", issue.integration_id),
-        (Some(_), None) => format!("the integration is not installed on organization {org}"),
-        (Some(_), Some(_)) => format!("{switch_key} is off for organization {org}"),
+        (Some(_), oi) => super::off_detail(oi.as_ref(), switch_key, org),
     };
-    run.skip(Reason::SyncDisabled, why)?;
+    run.skip(Reason::SyncDisabled, why).await?;
     Ok(None)
 }
 
@@ -160,10 +165,12 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
     };
     let Some(group) = group else {
         run.about.group_id = None;
-        return run.skip(
-            Reason::LinkGone,
-            format!("group {} no longer exists", job.group_id),
-        );
+        return run
+            .skip(
+                Reason::LinkGone,
+                format!("group {} no longer exists", job.group_id),
+            )
+            .await;
     };
     let Some((issue, integration, oi)) =
         target(&mut run, job.external_issue_id, "sync_status_forward").await?
@@ -172,10 +179,12 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
     };
     if group.status != group_status::RESOLVED && group.status != group_status::UNRESOLVED {
         // Ignored groups are never pushed.
-        return run.skip(
-            Reason::GroupArchived,
-            "the group is archived; archived groups are not pushed",
-        );
+        return run
+            .skip(
+                Reason::GroupArchived,
+                "the group is archived; archived groups are not pushed",
+            )
+            .await;
     }
     let resolved = group.status == group_status::RESOLVED;
     let wanted = decision::status_value(group.status);
@@ -197,7 +206,7 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
                         format!("{} already has status {target} ({wanted})", issue.key),
                     )
                     .values(now, Some(target));
-                return run.finish(d);
+                return run.finish(d).await;
             }
             let transitions = run
                 .provider(client.get_transitions(&issue.key).await)
@@ -221,7 +230,7 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
             run.provider(client.transition_issue(&issue.key, &tid).await)
                 .await?;
             let detail = format!("transition {tid} to status {target} ({wanted})");
-            run.sent(now, Some(target), detail)
+            run.sent(now, Some(target), detail).await
         }
         "vsts" => {
             let client = VstsClient::new(&state.http, &integration)?.with_db(&state.db);
@@ -250,7 +259,7 @@ pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Resu
             )
             .await?;
             let detail = format!("System.State set to {state_name} ({wanted})");
-            run.sent(before, Some(state_name), detail)
+            run.sent(before, Some(state_name), detail).await
         }
         other => Err(JobError::Permanent(format!(
             "no outbound status sync for {other}"
@@ -327,7 +336,9 @@ pub async fn sync_assignee_outbound(
         if groups::find_group(&mut tx, gid).await?.is_none() {
             drop(tx);
             run.about.group_id = None;
-            return run.skip(Reason::LinkGone, format!("group {gid} no longer exists"));
+            return run
+                .skip(Reason::LinkGone, format!("group {gid} no longer exists"))
+                .await;
         }
     }
     let Some((issue, integration, _)) =
@@ -336,10 +347,12 @@ pub async fn sync_assignee_outbound(
         return Ok(());
     };
     if job.source_integration_id == Some(integration.id) {
-        return run.skip(
-            Reason::SourceIntegration,
-            "the change came from this integration",
-        );
+        return run
+            .skip(
+                Reason::SourceIntegration,
+                "the change came from this integration",
+            )
+            .await;
     }
     // The group's assignee now; a team assignment is never synced outbound.
     let wanted = match job.group_id {
@@ -354,7 +367,7 @@ pub async fn sync_assignee_outbound(
                         let d = run
                             .decision(Reason::TeamAssignee, "team assignments are not pushed")
                             .values(None, decision::assignee_value(None, t));
-                        return run.finish(d);
+                        return run.finish(d).await;
                     }
                 },
             }
@@ -381,9 +394,11 @@ pub async fn sync_assignee_outbound(
             };
             drop(tx);
             match emails {
-                None => return not_found(&run, uid, format!("user {uid} no longer exists")),
+                None => {
+                    return not_found(&run, uid, format!("user {uid} no longer exists")).await;
+                }
                 Some(e) if e.is_empty() => {
-                    return not_found(&run, uid, format!("user {uid} has no verified email"));
+                    return not_found(&run, uid, format!("user {uid} has no verified email")).await;
                 }
                 Some(e) => e,
             }
@@ -405,13 +420,13 @@ pub async fn sync_assignee_outbound(
                             "no Jira user assignable to {} has a verified email of user {uid}",
                             issue.key
                         );
-                        return not_found(&run, uid, why);
+                        return not_found(&run, uid, why).await;
                     }
                 },
             };
             run.provider(client.assign_issue(&issue.key, account.as_deref()).await)
                 .await?;
-            sent_assignee(&run, user, account)
+            sent_assignee(&run, user, account).await
         }
         "vsts" => {
             let client = VstsClient::new(&state.http, &integration)?.with_db(&state.db);
@@ -428,7 +443,7 @@ pub async fn sync_assignee_outbound(
                         None => {
                             let why =
                                 format!("no Azure DevOps user has a verified email of user {uid}");
-                            return not_found(&run, uid, why);
+                            return not_found(&run, uid, why).await;
                         }
                     }
                 }
@@ -439,7 +454,7 @@ pub async fn sync_assignee_outbound(
                     .await,
             )
             .await?;
-            sent_assignee(&run, user, value)
+            sent_assignee(&run, user, value).await
         }
         other => Err(JobError::Permanent(format!(
             "no outbound assignee sync for {other}"
@@ -448,15 +463,15 @@ pub async fn sync_assignee_outbound(
 }
 
 /// `external_user_not_found`: the external issue is left alone (never unassigned for it).
-fn not_found(run: &Run<'_>, uid: i64, why: String) -> Result<(), JobError> {
+async fn not_found(run: &Run<'_>, uid: i64, why: String) -> Result<(), JobError> {
     tracing::info!(user_id = uid, why, "assignee-not-found");
     let d = run
         .decision(Reason::ExternalUserNotFound, why)
         .values(None, decision::assignee_value(Some(uid), None));
-    run.finish(d)
+    run.finish(d).await
 }
 
-fn sent_assignee(
+async fn sent_assignee(
     run: &Run<'_>,
     user: Option<i64>,
     account: Option<String>,
@@ -465,7 +480,7 @@ fn sent_assignee(
         (Some(u), Some(a)) => format!("assigned to {a} (user {u})"),
         _ => "unassigned: the group has no assignee".to_string(),
     };
-    run.sent(None, account, detail)
+    run.sent(None, account, detail).await
 }
 
 /// Jira Server: a single search result wins (it may hide emails); otherwise emails are
@@ -487,6 +502,12 @@ async fn find_jira_user(
     for email in emails {
         let found = match client.search_assignable(key, email).await {
             Ok(f) => f,
+            // Our credentials refused: not a missing user, and no other email fares better.
+            Err(
+                e @ ApiError::Permanent {
+                    status: 401 | 403, ..
+                },
+            ) => return run.provider(Err(e)).await,
             Err(ApiError::Permanent { status, message }) => {
                 tracing::info!(status, message, "jira.user-search-request-error");
                 continue;

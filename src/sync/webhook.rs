@@ -9,7 +9,7 @@ use issuesync_jobs::sync_status_inbound::SyncStatusInbound;
 use serde_json::{Value, json};
 
 use super::decision::{self, About, Reason};
-use super::inbound::{after_commit, load_integration};
+use super::inbound::{after_commit, is_disabled, load_integration};
 use super::switch;
 use crate::domain::assign::Effects;
 use crate::providers::jira::client::JiraClient;
@@ -191,6 +191,30 @@ pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), Jo
         ..Default::default()
     };
     let changed = fields(&event);
+    if is_disabled(&integration) {
+        // Disabled after the delivery was accepted: nothing syncs, every group hears why.
+        let groups = linked_groups(state, integration_id, &event.issue_key).await?;
+        let detail = super::disabled_detail(integration_id);
+        let ds = decide_all(&base, &groups, &changed, Reason::SyncDisabled, &detail);
+        decision::write_alone(&state.db, ds).await?;
+        return Ok(());
+    }
+    // Groups linked in organizations without an installation: left alone, and told so.
+    let uninstalled = {
+        let mut tx = state.db.begin().await?;
+        external::groups_without_installation(&mut tx, integration_id, &event.issue_key).await?
+    };
+    let mut not_installed = Vec::new();
+    for g in &uninstalled {
+        let detail = super::off_detail(None, "", g.organization_id);
+        not_installed.extend(decide_all(
+            &base,
+            std::slice::from_ref(g),
+            &changed,
+            Reason::SyncDisabled,
+            &detail,
+        ));
+    }
     if integration.provider == "jira"
         && event.actor_is_app
         && sync_actor_ids(&integration).is_empty()
@@ -274,6 +298,9 @@ pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), Jo
 
     let mut effects = Effects::default();
     let mut tx = state.db.begin_write().await?;
+    for d in not_installed {
+        decision::write(&mut tx, &mut effects, d).await?;
+    }
     if let Some(email) = assignee {
         let assign = !matches!(event.assignee, Some(AssigneeChange::Unassign));
         enqueue(

@@ -92,12 +92,6 @@ async fn write_logged(db: &Db, done: &[DoneJob]) {
         Ok(held) => {
             for d in done {
                 if held.contains(&d.id) {
-                    let labels: Vec<[&'static str; 4]> = d
-                        .decisions
-                        .iter()
-                        .map(|x| [x.direction, x.field, x.outcome, x.reason])
-                        .collect();
-                    crate::sync::decision::count(&labels);
                     tracing::debug!(
                         job_id = d.id,
                         job = d.job_name,

@@ -26,7 +26,6 @@ use self::poll::{Both, Tick, Wake};
 use crate::db::{Db, SQLITE_JOB_INSERTS};
 use crate::now_ms;
 use crate::startup::AppState;
-use crate::store::decisions::NewDecision;
 use crate::store::jobs::{self, AttemptRecord, Finish};
 
 /// What a handler gets besides its payload.
@@ -35,10 +34,6 @@ pub struct JobCtx {
     pub job_id: String,
     /// 1 on the first attempt.
     pub attempt: i32,
-    /// Sync decisions that hold only if the run succeeds: written with the job's done mark
-    /// by the batch completer (many jobs to a commit); after a failure, in their own
-    /// transaction.
-    pub decisions_on_success: std::sync::Mutex<Vec<NewDecision>>,
 }
 
 impl JobCtx {
@@ -47,25 +42,7 @@ impl JobCtx {
             state,
             job_id,
             attempt,
-            decisions_on_success: Default::default(),
         }
-    }
-
-    /// Records `d` with the job's successful finish.
-    pub fn decide_on_success(&self, d: NewDecision) {
-        self.decisions_on_success
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(d);
-    }
-
-    fn take_decisions(&self) -> Vec<NewDecision> {
-        std::mem::take(
-            &mut *self
-                .decisions_on_success
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
     }
 }
 
@@ -134,14 +111,13 @@ async fn dispatch(
     let state: AppState = (*state).clone();
 
     let env: Result<Envelope, _> = serde_json::from_value(job);
-    let (name, queue, outcome, decisions) = match env {
+    let (name, queue, outcome) = match env {
         Err(e) => (
             "?".to_string(),
             "?",
             Err(JobError::Permanent(format!(
                 "undecodable job envelope: {e}"
             ))),
-            vec![],
         ),
         Ok(env) => {
             let kind = issuesync_jobs::kind(&env.job);
@@ -172,19 +148,9 @@ async fn dispatch(
                     Ok(Ok(r)) => r,
                 }
             };
-            (env.job, queue, outcome, ctx.take_decisions())
+            (env.job, queue, outcome)
         }
     };
-    // A failed run keeps what it decided: written now, in a transaction of its own.
-    let decisions = if outcome.is_ok() || decisions.is_empty() {
-        decisions
-    } else {
-        if let Err(e) = crate::sync::decision::write_alone(&state.db, decisions).await {
-            tracing::warn!(job_id, error = %e, "cannot record the sync decisions of a failed run");
-        }
-        vec![]
-    };
-
     let q = &state.settings.queue;
     let (finish, label) = match &outcome {
         Ok(()) => (Finish::Done, "done"),
@@ -222,7 +188,6 @@ async fn dispatch(
                     attempt,
                     started_at: started_ms,
                     finished_at,
-                    decisions,
                 },
             )
             .await
