@@ -217,9 +217,16 @@ pub struct HttpSettings {
     /// A request's headers must arrive within this; also the keep-alive idle timeout.
     #[serde(default = "header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
-    /// Request bodies buffered at once, in bytes, across all requests (503 past it).
+    /// Request bodies of authenticated senders buffered at once, in bytes, across all
+    /// requests (503 past it).
     #[serde(default = "max_buffered_body_bytes")]
     pub max_buffered_body_bytes: usize,
+    /// Bodies read before their sender can be authenticated (Discord signs the body, Jira
+    /// Cloud lifecycle callbacks name their tenant in it), buffered at once: a budget of
+    /// their own, so that unauthenticated clients cannot hold the room authenticated
+    /// webhooks need.
+    #[serde(default = "max_unauthenticated_body_bytes")]
+    pub max_unauthenticated_body_bytes: usize,
 }
 
 fn max_connections() -> usize {
@@ -232,6 +239,10 @@ fn header_read_timeout_ms() -> u64 {
 
 fn max_buffered_body_bytes() -> usize {
     64 * 1024 * 1024
+}
+
+fn max_unauthenticated_body_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -421,6 +432,11 @@ impl Settings {
         if self.http.max_buffered_body_bytes < self.http.body_limit_bytes {
             return Err(ConfigError::Invalid(
                 "http.max_buffered_body_bytes must be at least http.body_limit_bytes".into(),
+            ));
+        }
+        if self.http.max_unauthenticated_body_bytes < self.http.body_limit_bytes {
+            return Err(ConfigError::Invalid(
+                "http.max_unauthenticated_body_bytes must be at least http.body_limit_bytes".into(),
             ));
         }
         Ok(())

@@ -137,7 +137,11 @@ async fn slow_unauthenticated_bodies_do_not_starve_authenticated_webhooks(app: T
                 if Instant::now() >= until {
                     break;
                 }
-                let hold = if i % 2 == 0 { Hold::Trickle } else { Hold::SlowKey };
+                let hold = if i % 2 == 0 {
+                    Hold::Trickle
+                } else {
+                    Hold::SlowKey
+                };
                 let (host, statuses) = (host.clone(), statuses.clone());
                 tasks.push(tokio::spawn(async move {
                     let status = hold_budget(host, hold, until + Duration::from_secs(5)).await;
