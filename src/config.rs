@@ -209,9 +209,9 @@ pub struct HttpSettings {
     /// Whole-request timeout of calls to provider APIs (a timeout is retried with backoff).
     #[serde(default = "provider_timeout_ms")]
     pub provider_timeout_ms: u64,
-    /// Open connections at most (lowered to fit the file-descriptor limit). At the cap,
-    /// connections without a request in flight are closed to make room; when all are busy,
-    /// new ones wait in the listen backlog.
+    /// Open connections at most (lowered to fit the file-descriptor limit). A connection
+    /// accepted at the cap waits while idle ones (no request in flight, no response being
+    /// written) are closed to make room; further ones wait in the listen backlog.
     #[serde(default = "max_connections")]
     pub max_connections: usize,
     /// A request's headers must arrive within this; also the keep-alive idle timeout.
@@ -227,6 +227,10 @@ pub struct HttpSettings {
     /// webhooks need.
     #[serde(default = "max_unauthenticated_body_bytes")]
     pub max_unauthenticated_body_bytes: usize,
+    /// After SIGTERM, requests in flight get this long to finish; connections still busy
+    /// then (a client reading its response slowly, or not at all) are closed.
+    #[serde(default = "drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
 }
 
 fn max_connections() -> usize {
@@ -243,6 +247,12 @@ fn max_buffered_body_bytes() -> usize {
 
 fn max_unauthenticated_body_bytes() -> usize {
     16 * 1024 * 1024
+}
+
+/// Above the default `request_timeout_ms` (10 s), so a request within its timeout finishes,
+/// and below the 30 s most platforms wait after SIGTERM before they kill the process.
+fn drain_timeout_ms() -> u64 {
+    15_000
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -411,6 +421,7 @@ impl Settings {
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms as usize,
             ),
+            ("http.drain_timeout_ms", self.http.drain_timeout_ms as usize),
         ];
         let concurrency = self
             .queue

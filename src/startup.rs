@@ -211,6 +211,7 @@ pub async fn bind(state: AppState) -> Result<Server, StartupError> {
         limits: crate::receiver::serve::Limits {
             max_connections: connection_cap(http.max_connections),
             header_read_timeout: Duration::from_millis(http.header_read_timeout_ms),
+            drain_timeout: Duration::from_millis(http.drain_timeout_ms),
         },
         metrics,
         state,
@@ -262,6 +263,7 @@ pub async fn serve_metrics_only(
     let limits = crate::receiver::serve::Limits {
         max_connections: 64,
         header_read_timeout: Duration::from_millis(state.settings.http.header_read_timeout_ms),
+        drain_timeout: Duration::from_millis(state.settings.http.drain_timeout_ms),
     };
     let router = crate::receiver::metrics_router(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
