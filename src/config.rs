@@ -209,17 +209,28 @@ pub struct HttpSettings {
     /// Whole-request timeout of calls to provider APIs (a timeout is retried with backoff).
     #[serde(default = "provider_timeout_ms")]
     pub provider_timeout_ms: u64,
-    /// Open connections at most (lowered to fit the file-descriptor limit). At the cap,
-    /// connections without a request in flight are closed to make room; when all are busy,
-    /// new ones wait in the listen backlog.
+    /// Open connections at most (lowered to fit the file-descriptor limit). A connection
+    /// accepted at the cap waits while idle ones (no request in flight, no response being
+    /// written) are closed to make room; further ones wait in the listen backlog.
     #[serde(default = "max_connections")]
     pub max_connections: usize,
     /// A request's headers must arrive within this; also the keep-alive idle timeout.
     #[serde(default = "header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
-    /// Request bodies buffered at once, in bytes, across all requests (503 past it).
+    /// Request bodies of authenticated senders buffered at once, in bytes, across all
+    /// requests (503 past it).
     #[serde(default = "max_buffered_body_bytes")]
     pub max_buffered_body_bytes: usize,
+    /// Bodies read before their sender can be authenticated (Discord signs the body, Jira
+    /// Cloud lifecycle callbacks name their tenant in it), buffered at once: a budget of
+    /// their own, so that unauthenticated clients cannot hold the room authenticated
+    /// webhooks need.
+    #[serde(default = "max_unauthenticated_body_bytes")]
+    pub max_unauthenticated_body_bytes: usize,
+    /// After SIGTERM, requests in flight get this long to finish; connections still busy
+    /// then (a client reading its response slowly, or not at all) are closed.
+    #[serde(default = "drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
 }
 
 fn max_connections() -> usize {
@@ -232,6 +243,16 @@ fn header_read_timeout_ms() -> u64 {
 
 fn max_buffered_body_bytes() -> usize {
     64 * 1024 * 1024
+}
+
+fn max_unauthenticated_body_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+/// Above the default `request_timeout_ms` (10 s), so a request within its timeout finishes,
+/// and below the 30 s most platforms wait after SIGTERM before they kill the process.
+fn drain_timeout_ms() -> u64 {
+    15_000
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -405,6 +426,7 @@ impl Settings {
                 "sync_decisions.retention_days",
                 usize::try_from(self.sync_decisions.retention_days).unwrap_or(usize::MAX),
             ),
+            ("http.drain_timeout_ms", self.http.drain_timeout_ms as usize),
         ];
         let concurrency = self
             .queue
@@ -426,6 +448,11 @@ impl Settings {
         if self.http.max_buffered_body_bytes < self.http.body_limit_bytes {
             return Err(ConfigError::Invalid(
                 "http.max_buffered_body_bytes must be at least http.body_limit_bytes".into(),
+            ));
+        }
+        if self.http.max_unauthenticated_body_bytes < self.http.body_limit_bytes {
+            return Err(ConfigError::Invalid(
+                "http.max_unauthenticated_body_bytes must be at least http.body_limit_bytes".into(),
             ));
         }
         Ok(())

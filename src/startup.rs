@@ -36,13 +36,17 @@ pub struct AppState {
     /// shared secret, Discord's signature); as stale as `integrations` at most.
     pub active_integrations:
         moka::future::Cache<&'static str, Arc<Vec<crate::store::integrations::Integration>>>,
-    /// Request bodies buffered at once, in KiB permits (`http.max_buffered_body_bytes`).
+    /// Bodies of authenticated senders buffered at once, in KiB permits
+    /// (`http.max_buffered_body_bytes`).
     pub bodies: Arc<tokio::sync::Semaphore>,
+    /// Bodies read before their sender is authenticated, in KiB permits
+    /// (`http.max_unauthenticated_body_bytes`).
+    pub unauthenticated_bodies: Arc<tokio::sync::Semaphore>,
 }
 
-/// KiB permits of the body semaphore.
-fn settings_body_permits(settings: &Settings) -> usize {
-    settings.http.max_buffered_body_bytes.div_ceil(1024)
+/// A semaphore of KiB permits for `bytes` of bodies.
+fn body_semaphore(bytes: usize) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(bytes.div_ceil(1024)))
 }
 
 impl AppState {
@@ -110,9 +114,8 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         region_id: settings.snowflake.region_id,
         epoch_start: settings.snowflake.epoch_start,
     };
-    let bodies = Arc::new(tokio::sync::Semaphore::new(settings_body_permits(
-        &settings,
-    )));
+    let bodies = body_semaphore(settings.http.max_buffered_body_bytes);
+    let unauthenticated_bodies = body_semaphore(settings.http.max_unauthenticated_body_bytes);
     Ok(AppState {
         db: db.clone(),
         caches: Caches::new(kv.clone(), &settings.cache),
@@ -135,6 +138,7 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         settings: Arc::new(settings),
         refusals: Arc::default(),
         bodies,
+        unauthenticated_bodies,
         completer: Default::default(),
         integrations: moka::future::Cache::builder()
             .max_capacity(10_000)
@@ -207,6 +211,7 @@ pub async fn bind(state: AppState) -> Result<Server, StartupError> {
         limits: crate::receiver::serve::Limits {
             max_connections: connection_cap(http.max_connections),
             header_read_timeout: Duration::from_millis(http.header_read_timeout_ms),
+            drain_timeout: Duration::from_millis(http.drain_timeout_ms),
         },
         metrics,
         state,
@@ -258,6 +263,7 @@ pub async fn serve_metrics_only(
     let limits = crate::receiver::serve::Limits {
         max_connections: 64,
         header_read_timeout: Duration::from_millis(state.settings.http.header_read_timeout_ms),
+        drain_timeout: Duration::from_millis(state.settings.http.drain_timeout_ms),
     };
     let router = crate::receiver::metrics_router(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();

@@ -19,6 +19,7 @@ sqlite_and_pg_redis_tests!(
     an_idle_keep_alive_connection_is_closed,
     a_half_closed_client_gets_its_answer,
     at_the_cap_idle_connections_make_room,
+    at_the_cap_a_response_being_written_is_not_cut,
     ado_without_a_known_secret_is_refused_before_the_body,
     an_unsigned_discord_body_is_not_parsed,
     metrics_move_to_their_own_address,
@@ -218,6 +219,81 @@ async fn at_the_cap_idle_connections_make_room(app: TestApp) {
     assert!(
         result.1,
         "the oldest idle connection was not closed to make room"
+    );
+}
+
+/// A connection whose response is still being written (its client reads slowly) has no
+/// request in flight, but it is not idle: making room must not cut the response short.
+async fn at_the_cap_a_response_being_written_is_not_cut(app: TestApp) {
+    let Some(app) = app_with_same_more(
+        &app,
+        json!({"http": {"header_read_timeout_ms": 30000, "max_connections": 1,
+            "body_limit_bytes": 8 * 1024 * 1024}}),
+    )
+    .await
+    else {
+        return;
+    };
+    // A response of about 6 MB, more than the sockets' buffers hold (the kernel grows a
+    // loopback send buffer up to 4 MiB; the slow client's receive buffer stays 4 KiB).
+    let created = app
+        .create(
+            "/integrations",
+            json!({"provider": "vsts", "external_id": "big", "name": "big",
+            "metadata": {"blob": "x".repeat(6_000_000)}}),
+        )
+        .await;
+    let id = created["id"].as_i64().unwrap();
+    let addr: std::net::SocketAddr = host(&app).parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    slow.write_all(
+        format!(
+            "GET /api/v1/integrations/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            common::TOKEN
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A new connection at the cap, while the slow client reads nothing.
+    let h = host(&app);
+    let other = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&h).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let (answer, _) = read_until_closed(&mut s, Duration::from_secs(15));
+        String::from_utf8_lossy(&answer).to_string()
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer))
+        .await
+        .expect("the slow client's response did not end")
+        .ok();
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no Content-Length in {head:.300}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:.300}");
+    assert_eq!(
+        body.len(),
+        length,
+        "the response being written was cut to make room"
+    );
+    let other = other.await.unwrap();
+    assert!(
+        other.starts_with("HTTP/1.1 200"),
+        "the new connection was not served once the response was written: {other:.300}"
     );
 }
 

@@ -59,7 +59,7 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-/// A body held in memory, with its share of `http.max_buffered_body_bytes`.
+/// A body held in memory, with its share of its budget (`Sender`).
 pub struct RawBody {
     bytes: Bytes,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -72,10 +72,27 @@ impl std::ops::Deref for RawBody {
     }
 }
 
+/// Whose body is read, which decides the budget it is held in: unauthenticated clients
+/// can only take `http.max_unauthenticated_body_bytes`, never the room that webhooks
+/// authenticated before their body (ADO, Jira Server, Jira Cloud issue events) need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sender {
+    /// Authenticated before the body: `http.max_buffered_body_bytes`.
+    Authenticated,
+    /// Authenticated only from the body (Discord's signature, the tenant of a Jira
+    /// lifecycle callback): `http.max_unauthenticated_body_bytes`.
+    Unauthenticated,
+}
+
 /// The raw body: 413 over the limit, 400 when the client cut it short, 408 when it is too
 /// slow to arrive (a stalled client must not hold the request until the 503 timeout), 503
-/// when `http.max_buffered_body_bytes` are already buffered by other requests.
-async fn raw_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<RawBody> {
+/// when the sender's budget is already taken by other requests.
+async fn raw_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    sender: Sender,
+) -> ApiResult<RawBody> {
     let http = &state.settings.http;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(http.body_timeout_ms);
     // Reserve what the body may take (its Content-Length, or the limit) before reading it.
@@ -90,10 +107,13 @@ async fn raw_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResul
         .unwrap_or(http.body_limit_bytes)
         .div_ceil(1024)
         .max(1);
+    let (budget, label) = match sender {
+        Sender::Authenticated => (&state.bodies, "authenticated"),
+        Sender::Unauthenticated => (&state.unauthenticated_bodies, "unauthenticated"),
+    };
     let permit = match tokio::time::timeout_at(
         deadline,
-        state
-            .bodies
+        budget
             .clone()
             .acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX)),
     )
@@ -101,7 +121,8 @@ async fn raw_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResul
     {
         Ok(Ok(p)) => p,
         _ => {
-            metrics::counter!("issuesync_http_bodies_refused_total").increment(1);
+            metrics::counter!("issuesync_http_bodies_refused_total", "budget" => label)
+                .increment(1);
             return Err(ApiError::unavailable(
                 "too many request bodies are being received at once; retry later",
             ));
@@ -444,7 +465,7 @@ async fn vsts_issue_updated(
         // Before the body: the secret must be some active ADO integration's (the body names
         // which one, and the full check below compares with that one).
         precheck_shared_secret(&state, got).await?;
-        let raw = raw_body(&state, &headers, body).await?;
+        let raw = raw_body(&state, &headers, body, Sender::Authenticated).await?;
         let v = json_body(&raw).await?;
         let event_type = vsts::webhook::event_type(&v)?;
         let collection = vsts::webhook::collection_id(&v)?;
@@ -471,7 +492,7 @@ async fn jira_server_issue_updated(
         let secret = meta_str(&integration, "/webhook_secret")
             .ok_or_else(|| ApiError::unauthorized("the integration has no webhook secret"))?;
         jira_server::auth::verify_token(&token, secret)?;
-        let raw = raw_body(&state, &headers, body).await?;
+        let raw = raw_body(&state, &headers, body, Sender::Authenticated).await?;
         let v = json_body(&raw).await?;
         if v.get("changelog")
             .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
@@ -518,7 +539,7 @@ async fn jira_issue_updated(
     let run = async {
         let integration =
             connect_tenant(&state, &headers, &query, "/extensions/jira/issue-updated/").await?;
-        let raw = raw_body(&state, &headers, body).await?;
+        let raw = raw_body(&state, &headers, body, Sender::Authenticated).await?;
         let v = json_body(&raw).await?;
         if v.get("changelog")
             .is_none_or(|c| c.is_null() || c.as_object().is_some_and(|o| o.is_empty()))
@@ -543,7 +564,8 @@ async fn jira_installed(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let raw = raw_body(&state, &headers, body).await?;
+    // The tenant that signs the callback is named in the body.
+    let raw = raw_body(&state, &headers, body, Sender::Unauthenticated).await?;
     let v = json_body(&raw).await?;
     let field = |k: &str| {
         v.get(k)
@@ -619,7 +641,8 @@ async fn jira_uninstalled(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let raw = raw_body(&state, &headers, body).await?;
+    // The tenant that signs the callback is named in the body.
+    let raw = raw_body(&state, &headers, body, Sender::Unauthenticated).await?;
     let v = json_body(&raw).await?;
     let client_key = v
         .get("clientKey")
@@ -669,7 +692,8 @@ async fn discord_interactions(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let run = async {
-        let raw = raw_body(&state, &headers, body).await?;
+        // Discord signs the body: it is read before anything is known of its sender.
+        let raw = raw_body(&state, &headers, body, Sender::Unauthenticated).await?;
         // The signature comes first: nothing of an unsigned body is parsed.
         let integration = discord_signer(&state, &headers, &raw).await?;
         let v = json_body(&raw).await?;
