@@ -14,6 +14,7 @@ sqlite_and_pg_redis_tests!(
     actions_need_the_csrf_token,
     bulk_retry_retries_only_the_filtered_set,
     pages_show_jobs_deliveries_and_integrations,
+    forms_are_small,
 );
 
 use common::{no_redirects, ops_login as login};
@@ -392,4 +393,18 @@ async fn pages_show_jobs_deliveries_and_integrations(app: TestApp) {
     let (s, html) = page(&app, &cookie, "/ops/jobs/does-not-exist").await;
     assert_eq!(s, 404);
     assert!(html.contains("not_found"));
+}
+
+/// The login form is read before anyone is authenticated: it may hold a token, not a
+/// megabyte. Every /ops form is refused over 16 KiB, and the refusal sets no cookie.
+async fn forms_are_small(app: TestApp) {
+    let big = "x".repeat(17 * 1024);
+    let r = post_form(&app, None, "/ops/login", &[("token", &big)]).await;
+    assert_eq!(r.status(), 413);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    let body = r.text().await.unwrap_or_default();
+    assert!(body.contains("at most 16 KiB"), "{body}");
+    // A real token still logs in.
+    let r = post_form(&app, None, "/ops/login", &[("token", common::TOKEN)]).await;
+    assert_eq!(r.status(), 303);
 }

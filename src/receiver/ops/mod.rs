@@ -38,8 +38,13 @@ pub fn routes() -> Router<AppState> {
         .route("/ops/decisions", get(decisions::decisions))
         .route("/ops/static/ops.css", get(|| asset("text/css", CSS)))
         .route("/ops/static/ops.js", get(|| asset("text/javascript", JS)))
+        // Forms hold a token, a CSRF value and a reason: the login form is read before anyone
+        // is authenticated, so it must not be able to hold a megabyte.
+        .layer(axum::extract::DefaultBodyLimit::max(FORM_LIMIT_BYTES))
         .layer(axum::middleware::map_response(secure_headers))
 }
+
+const FORM_LIMIT_BYTES: usize = 16 * 1024;
 
 const CSS: &str = include_str!("static/ops.css");
 const JS: &str = include_str!("static/ops.js");
@@ -214,6 +219,13 @@ impl From<crate::ops::OpsError> for PageError {
 
 impl From<axum::extract::rejection::FormRejection> for PageError {
     fn from(r: axum::extract::rejection::FormRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("an /ops form is at most {} KiB", FORM_LIMIT_BYTES / 1024),
+            );
+        }
         Self::new(StatusCode::BAD_REQUEST, "bad_request", r.body_text())
     }
 }
