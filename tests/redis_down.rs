@@ -8,8 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The tests of this file run one at a time: `issuesync_ratelimit_fallback` is one gauge per
+/// process.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_but_degraded_while_redis_is_away() {
+    let _serial = SERIAL.lock().await;
     for backend in [common::Backend::Sqlite, common::Backend::Postgres] {
         let Some((pg, _)) = common::require(backend, common::Seq::Local) else {
             continue;
@@ -64,5 +69,84 @@ async fn ready_but_degraded_while_redis_is_away() {
             state.http.limiter.acquire("jira", 1).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// Blocks our Redis for `ms` with a busy script (a slow Redis, not a dead one).
+fn block_redis(port: u16, ms: u64) -> std::process::Child {
+    let script = format!(
+        "local s = redis.call('TIME') repeat local n = redis.call('TIME') \
+         until (n[1] - s[1]) * 1000000 + (n[2] - s[2]) > {} return 1",
+        ms * 1000
+    );
+    std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "EVAL", &script, "0"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli")
+}
+
+/// The switch to the in-process share and back: the first in-process request waits one
+/// share interval (not a quiet second), the share holds, a process that sends nothing goes
+/// back to the shared bucket by itself when Redis returns, and one slow answer is no outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_starts_soon_and_returns_without_requests() {
+    let _serial = SERIAL.lock().await;
+    for backend in [common::Backend::Sqlite, common::Backend::Postgres] {
+        let Some((pg, _)) = common::require(backend, common::Seq::Local) else {
+            continue;
+        };
+        let port = common::free_port();
+        let redis = issuesync::bench::limiter::start_redis(port).expect("a private redis-server");
+        let db = common::TestDb::create(backend, pg.as_deref()).await;
+        let url = format!("redis://127.0.0.1:{port}");
+        let settings = issuesync::config::Settings::for_tests(&db.url, Some(&url)).unwrap();
+        let state = issuesync::startup::build_state(settings).await.unwrap();
+        state.db.migrate().await.unwrap();
+        let limiter = &state.http.limiter;
+        limiter.acquire("jira", 1).await;
+        assert_eq!(limiter.mode(), "shared");
+
+        drop(redis);
+        let switched = Instant::now();
+        limiter.acquire("jira", 1).await;
+        let first = switched.elapsed();
+        assert_eq!(limiter.mode(), "fallback", "{backend:?}");
+        // jira: 10/s, one process: 2 shared intervals + one share interval (~0.3 s).
+        assert!(
+            first < Duration::from_millis(900),
+            "{backend:?}: the first in-process request waited {first:?}"
+        );
+        let t = Instant::now();
+        for _ in 0..5 {
+            limiter.acquire("jira", 1).await;
+        }
+        assert!(
+            t.elapsed() >= Duration::from_millis(450),
+            "{backend:?}: 5 in-process requests in {:?}, over the share",
+            t.elapsed()
+        );
+
+        let _redis = issuesync::bench::limiter::start_redis(port).expect("a private redis-server");
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while limiter.mode() != "shared" {
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: an idle process never went back to the shared bucket"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Redis busy for 80 ms: one call goes unanswered in 50 ms, the next is answered.
+        limiter.acquire("jira", 1).await;
+        let mut busy = block_redis(port, 80);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        limiter.acquire("jira", 1).await;
+        assert_eq!(
+            limiter.mode(),
+            "shared",
+            "{backend:?}: one slow answer switched to the in-process share"
+        );
+        let _ = busy.wait();
     }
 }

@@ -18,6 +18,9 @@ sqlite_and_pg_redis_tests!(
     expired_token_is_refreshed_before_the_inbound_states_call,
     vssps_flow_sends_the_azure_devops_refresh_form,
     concurrent_jobs_with_an_expired_token_refresh_once,
+    refreshed_tokens_that_cannot_be_saved_are_kept_and_saved_later,
+    reinstall_replaces_the_token_set,
+    metadata_patch_racing_a_token_save_keeps_the_new_token,
 );
 
 fn fixture(name: &str) -> Value {
@@ -155,7 +158,7 @@ fn form(r: &Request) -> std::collections::BTreeMap<String, String> {
 }
 
 /// Enqueues the outbound unassign of the group's work item, as the sync would.
-async fn enqueue_unassign(app: &TestApp, group: i64) {
+async fn enqueue_unassign(app: &TestApp, group: i64) -> String {
     let mut tx = app.state.db.begin().await.unwrap();
     let issue = issuesync::store::external::list_group_external_issues(&mut tx, group)
         .await
@@ -172,7 +175,9 @@ async fn enqueue_unassign(app: &TestApp, group: i64) {
             acting_user_id: None,
         },
     )
-    .await;
+    .await
+    .id()
+    .to_string()
 }
 
 async fn status(app: &TestApp, group: i64) -> i64 {
@@ -369,4 +374,191 @@ async fn concurrent_jobs_with_an_expired_token_refresh_once(app: TestApp) {
     .await
     .unwrap();
     assert!(dead.is_empty(), "{dead:?}");
+}
+
+/// Makes the database refuse every write that stores refresh token `r2` (a failing save).
+async fn refuse_saving_r2(app: &TestApp, refuse: bool) {
+    use issuesync::db::Db;
+    match (&app.state.db, refuse) {
+        (Db::Sqlite(p), true) => sqlx::raw_sql(
+            "CREATE TRIGGER refuse_r2 BEFORE UPDATE ON integrations \
+             WHEN json_extract(NEW.metadata, '$.refresh_token') = 'r2' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .execute(p)
+        .await
+        .map(|_| ()),
+        (Db::Sqlite(p), false) => sqlx::raw_sql("DROP TRIGGER refuse_r2")
+            .execute(p)
+            .await
+            .map(|_| ()),
+        (Db::Pg(p), true) => sqlx::raw_sql(
+            "CREATE FUNCTION refuse_r2() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.metadata->>'refresh_token' = 'r2' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_r2 BEFORE UPDATE ON integrations FOR EACH ROW EXECUTE FUNCTION refuse_r2()",
+        )
+        .execute(p)
+        .await
+        .map(|_| ()),
+        (Db::Pg(p), false) => sqlx::raw_sql("DROP TRIGGER refuse_r2 ON integrations")
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap();
+}
+
+/// The refresh succeeds at the provider (r1 is used up) but the new tokens cannot be saved:
+/// the job does not go on as if they were, nor does a retry send the used r1 again; the
+/// tokens are saved once the database takes them.
+async fn refreshed_tokens_that_cannot_be_saved_are_kept_and_saved_later(app: TestApp) {
+    let w = world(
+        &app,
+        json!({"client_id": "app-id", "client_secret": "app-secret"}),
+    )
+    .await;
+    mount_token_endpoint(&w, 0).await;
+    Mock::given(method("PATCH"))
+        .and(path("/_apis/wit/workitems/5"))
+        .and(header("authorization", "Bearer new-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&w.mock)
+        .await;
+    let g = w.group(&app, "5").await;
+    refuse_saving_r2(&app, true).await;
+    let job = enqueue_unassign(&app, g).await;
+    let workers = app.start_workers();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let failed = loop {
+        let j = app.job(&job).await;
+        assert_ne!(j.job.state, "done", "{:?}", j.history);
+        if j.history.iter().any(|a| a.error.is_some()) {
+            break j;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", j.history);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    drop(workers);
+    assert_eq!(w.requests("POST", "/oauth2/token").await.len(), 1);
+    assert!(
+        w.requests("PATCH", "/_apis/wit/workitems/5")
+            .await
+            .is_empty(),
+        "the job went on with tokens that were not saved"
+    );
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(m["refresh_token"], "r1");
+    let error = format!("{:?}", failed.history);
+    assert!(error.contains("could not be saved"), "{error}");
+    assert!(
+        !error.contains("r2") && !error.contains("new-token"),
+        "a token in the job's error: {error}"
+    );
+
+    // The database takes writes again: the retry saves the kept tokens, without a refresh.
+    refuse_saving_r2(&app, false).await;
+    let _workers = app.start_workers();
+    app.drain().await;
+    assert_eq!(
+        w.requests("POST", "/oauth2/token").await.len(),
+        1,
+        "the used refresh token was sent again"
+    );
+    assert_eq!(w.requests("PATCH", "/_apis/wit/workitems/5").await.len(), 1);
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(
+        (m["access_token"].as_str(), m["refresh_token"].as_str()),
+        (Some("new-token"), Some("r2"))
+    );
+    assert!(m["expires"].as_i64().unwrap() > chrono::Utc::now().timestamp() + 3000);
+}
+
+/// A reinstall replaces the token set: the old refresh token and expiry belong to the old
+/// grant and must not be kept next to the new access token.
+async fn reinstall_replaces_the_token_set(app: TestApp) {
+    let w = world(
+        &app,
+        json!({"client_id": "app-id", "client_secret": "app-secret"}),
+    )
+    .await;
+    let body = json!({"organization_id": w.org, "account_id": COLLECTION, "account_name": "laurynsentry",
+                      "base_url": w.mock.uri(), "access_token": "installed-token"});
+    let (s, i) = app.post("/integrations/vsts/install", body.clone()).await;
+    assert_eq!((s, i["id"].as_i64()), (201, Some(w.vsts)), "{i}");
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(m["access_token"], "installed-token");
+    assert!(
+        m.get("refresh_token").is_none() && m.get("expires").is_none(),
+        "the old grant's tokens were kept: {m}"
+    );
+    // The subscription and the app's credentials are the integration's, not the grant's.
+    assert_eq!(m["subscription"]["secret"], ADO_SECRET);
+    assert_eq!(m["client_secret"], "app-secret");
+
+    // With a refresh token and its expiry, both are the new ones.
+    let mut with_refresh = body;
+    with_refresh["access_token"] = json!("second-token");
+    with_refresh["refresh_token"] = json!("r9");
+    with_refresh["expires"] = json!(2_000_000_000);
+    let (s, i) = app.post("/integrations/vsts/install", with_refresh).await;
+    assert_eq!(s, 201, "{i}");
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(
+        (
+            m["access_token"].as_str(),
+            m["refresh_token"].as_str(),
+            m["expires"].as_i64()
+        ),
+        (Some("second-token"), Some("r9"), Some(2_000_000_000))
+    );
+    assert_eq!(i["metadata"]["refresh_token"], "[redacted]");
+}
+
+/// An admin PATCH of the metadata while a refresh saves new tokens (the save holds the row
+/// until it commits) keeps the new tokens: the PATCH writes only its own keys.
+async fn metadata_patch_racing_a_token_save_keeps_the_new_token(app: TestApp) {
+    let w = world(
+        &app,
+        json!({"client_id": "app-id", "client_secret": "app-secret"}),
+    )
+    .await;
+    let mut save = app.state.db.begin_write().await.unwrap();
+    let tokens =
+        json!({"access_token": "new-token", "refresh_token": "r2", "expires": 2_000_000_000});
+    assert!(
+        issuesync::store::integrations::save_refreshed_tokens(&mut save, w.vsts, "r1", &tokens)
+            .await
+            .unwrap()
+    );
+    let patch = {
+        let url = app.url(&format!("/api/v1/integrations/{}", w.vsts));
+        let client = app.client.clone();
+        tokio::spawn(async move {
+            client
+                .patch(url)
+                .bearer_auth(common::TOKEN)
+                .json(&json!({"name": "renamed", "metadata": {"sync_actor_ids": ["bot"], "client_id": null}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // The PATCH is under way (on Postgres it read the row and waits to write it).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    save.commit().await.unwrap();
+    assert_eq!(patch.await.unwrap(), 200);
+    let m = stored_metadata(&app, w.vsts).await;
+    assert_eq!(
+        (m["access_token"].as_str(), m["refresh_token"].as_str()),
+        (Some("new-token"), Some("r2")),
+        "the PATCH wrote back the tokens it had read: {m}"
+    );
+    assert_eq!(m["expires"], 2_000_000_000);
+    assert_eq!(m["sync_actor_ids"], json!(["bot"]));
+    assert!(m.get("client_id").is_none());
+    assert_eq!(m["client_secret"], "app-secret");
+    let (_, i) = app.get(&format!("/integrations/{}", w.vsts)).await;
+    assert_eq!(i["name"], "renamed");
 }

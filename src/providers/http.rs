@@ -161,6 +161,8 @@ pub struct Http {
     insecure_client: reqwest::Client,
     pub kv: Kv,
     pub limiter: Limiter,
+    /// Refreshed Azure DevOps tokens not saved yet (see `vsts::oauth`).
+    pub unsaved_tokens: std::sync::Arc<crate::providers::vsts::oauth::UnsavedTokens>,
 }
 
 impl Http {
@@ -188,6 +190,7 @@ impl Http {
             insecure_client,
             limiter: Limiter::new(&kv, per_second),
             kv,
+            unsaved_tokens: Default::default(),
         }
     }
 

@@ -2,8 +2,9 @@
 //! with Redis, one GCRA bucket per integration shared by every worker process. A Redis
 //! call that fails or takes over [`REDIS_TIMEOUT`] switches this process to an in-process
 //! bucket for its share of the rate (the rate ÷ the live worker processes), logged once per
-//! outage; a background probe pings Redis every [`PROBE_EVERY`], and it is used again as
-//! soon as it answers.
+//! outage; a background probe pings Redis every [`PROBE_EVERY`] (whether or not requests are
+//! made), and it is used again as soon as it answers. A slow answer alone is not an outage:
+//! only [`SLOW_CALLS_TO_SWITCH`] in a row switch.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -23,6 +24,10 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How old the count of live worker processes may get.
 const WORKERS_MAX_AGE: Duration = Duration::from_secs(10);
+/// Calls over [`REDIS_TIMEOUT`] in a row that switch to the in-process share (a refused or
+/// broken connection switches at once): on a busy host one call can be slow while Redis is
+/// fine, and each needless switch costs a warning and a slower share.
+const SLOW_CALLS_TO_SWITCH: u32 = 3;
 
 /// GCRA with reservations, in a Lua script: hand-written because no maintained crate
 /// offers a Redis-backed limiter for redis 1.x (governor is in-process; redis-cell is a
@@ -50,9 +55,9 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 return wait
 "#;
 
-/// After a switch to the in-process share, this long passes before its first request:
-/// the shared bucket may have let the whole rate through in the second before.
-const FALLBACK_QUIET: Duration = Duration::from_secs(1);
+/// A share bucket made this soon after the switch starts with its first slot taken (see
+/// [`Limiter::fallback_bucket`]).
+const SWITCH_WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct Limiter(Arc<Inner>);
@@ -76,12 +81,14 @@ struct Inner {
 struct Fallback {
     /// Set while Redis is unavailable.
     since: Option<Instant>,
-    next_probe: Option<Instant>,
-    /// A background probe of Redis is running.
-    probing: bool,
-    /// Live worker processes, and when they were counted.
+    /// Live worker processes, and when they were counted. Kept when a recount fails: the
+    /// last count is a better share than assuming this process is alone.
     processes: Option<(u64, Instant)>,
+    /// Recount now (the switch), however fresh the count.
+    recount: bool,
     counting: bool,
+    /// Calls over [`REDIS_TIMEOUT`] in a row.
+    slow_calls: u32,
     /// This process's share, per integration, with the process count it was made for.
     buckets: HashMap<i64, (u64, Arc<DefaultDirectRateLimiter>)>,
     /// When in-process requests went out lately, per integration (see `take_fallback_usage`).
@@ -200,10 +207,14 @@ impl Limiter {
                     tokio::time::sleep(Duration::from_micros(retry_us.unsigned_abs() + jitter))
                         .await;
                 }
+                // Slow but not (yet) taken for down: ask again.
+                None if !self.is_fallback() => continue,
                 None => break,
             }
         }
-        let ready_at = self.fallback_ready_at();
+        // Reservations of the shared bucket reach at most `horizon` past the switch.
+        let ready_at =
+            self.fallback_since().unwrap_or_else(Instant::now) + Duration::from_micros(horizon_us);
         tokio::time::sleep_until(ready_at.into()).await;
         self.fallback_bucket(id, rate).await.until_ready().await;
         self.record_fallback_use(id);
@@ -242,7 +253,20 @@ impl Limiter {
                 None
             }
             Err(_) => {
-                self.redis_failed(&format!("no answer within {REDIS_TIMEOUT:?}"));
+                let slow = self
+                    .0
+                    .fallback
+                    .lock()
+                    .map(|mut f| {
+                        f.slow_calls += 1;
+                        f.slow_calls
+                    })
+                    .unwrap_or(SLOW_CALLS_TO_SWITCH);
+                if slow >= SLOW_CALLS_TO_SWITCH {
+                    self.redis_failed(&format!(
+                        "{slow} calls in a row without an answer within {REDIS_TIMEOUT:?}"
+                    ));
+                }
                 None
             }
         }
@@ -268,34 +292,35 @@ impl Limiter {
         }
     }
 
-    /// True unless Redis is known to be down. While it is, a background probe pings it
-    /// every [`PROBE_EVERY`] with a longer timeout: the connection manager reconnects only
-    /// while it is polled, which 50 ms windows of acquires would not give it.
-    fn try_redis_now(&self, conn: &redis::aio::ConnectionManager) -> bool {
-        let Ok(mut f) = self.0.fallback.lock() else {
-            return true;
-        };
-        if f.since.is_none() {
-            return true;
-        }
-        let now = Instant::now();
-        if !f.probing && f.next_probe.is_none_or(|t| now >= t) {
-            f.probing = true;
-            let (this, old) = (self.clone(), conn.clone());
-            tokio::spawn(async move {
+    /// True unless Redis is known to be down.
+    fn try_redis_now(&self, _conn: &redis::aio::ConnectionManager) -> bool {
+        !self.is_fallback()
+    }
+
+    /// While Redis is known to be down, pings it every [`PROBE_EVERY`] with a longer timeout
+    /// until it answers: in the background, so that an idle process goes back too (and the
+    /// connection manager reconnects only while it is polled, which 50 ms windows of acquires
+    /// would not give it).
+    fn probe_until_back(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                if !this.is_fallback() {
+                    return;
+                }
+                let Some(old) = this.connection() else {
+                    return;
+                };
                 let ok = tokio::time::timeout(PROBE_TIMEOUT, this.probe(old))
                     .await
                     .unwrap_or(false);
-                if let Ok(mut f) = this.0.fallback.lock() {
-                    f.probing = false;
-                    f.next_probe = Some(Instant::now() + PROBE_EVERY);
-                }
                 if ok {
                     this.redis_answered();
+                    return;
                 }
-            });
-        }
-        false
+            }
+        });
     }
 
     /// Pings Redis on a fresh connection manager, and uses it from now on when it answers;
@@ -326,6 +351,7 @@ impl Limiter {
 
     fn redis_answered(&self) {
         let was = self.0.fallback.lock().ok().and_then(|mut f| {
+            f.slow_calls = 0;
             let since = f.since.take();
             if since.is_some() {
                 f.buckets.clear();
@@ -345,49 +371,54 @@ impl Limiter {
         let Ok(mut f) = self.0.fallback.lock() else {
             return;
         };
+        f.slow_calls = 0;
         if f.since.is_none() {
             f.since = Some(Instant::now());
-            f.next_probe = Some(Instant::now() + PROBE_EVERY);
-            let processes = f.processes.map_or(1, |(n, _)| n);
+            let processes = f.processes.map(|(n, _)| n);
             tracing::warn!(
                 error,
                 processes,
                 "rate limiter: Redis unavailable; limiting in-process to this process's share (rate ÷ live worker processes) until it answers"
             );
             metrics::gauge!("issuesync_ratelimit_fallback").set(1.0);
-            // Count the processes again now: the share is used after the quiet second.
-            f.processes = None;
+            // Count the processes again now; until then the last count is used.
+            f.recount = true;
             drop(f);
             self.refresh_processes_in_background();
+            self.probe_until_back();
         }
     }
 
-    /// When the in-process share may first be used: [`FALLBACK_QUIET`] after the switch.
-    fn fallback_ready_at(&self) -> Instant {
-        let since = self.0.fallback.lock().ok().and_then(|f| f.since);
-        since.unwrap_or_else(Instant::now) + FALLBACK_QUIET
+    fn fallback_since(&self) -> Option<Instant> {
+        self.0.fallback.lock().ok().and_then(|f| f.since)
     }
 
-    /// This process's bucket for integration `id` (see [`share_quota`]).
+    /// This process's bucket for integration `id` (see [`share_quota`]). One made in the
+    /// second after the switch starts with its first slot taken: the shared bucket may have
+    /// let the whole rate through in the second before, and both are evenly spaced, so the
+    /// two together stay under the rate in any second (instead of a whole quiet second).
     async fn fallback_bucket(&self, id: i64, rate: u32) -> Arc<DefaultDirectRateLimiter> {
         let known = self.0.fallback.lock().ok().and_then(|f| f.processes);
-        let processes = match known {
-            Some((n, _)) => n,
+        let known = match known {
+            Some((n, _)) => Some(n),
             // Never counted yet: count now (bounded), so the share is right from the start.
             None => tokio::time::timeout(Duration::from_secs(1), self.count_processes())
                 .await
                 .ok()
-                .flatten()
-                .unwrap_or(1),
-        }
-        .max(1);
+                .flatten(),
+        };
+        let processes = share_processes(known, rate);
         let Ok(mut f) = self.0.fallback.lock() else {
             return Arc::new(RateLimiter::direct(share_quota(rate, processes)));
         };
         match f.buckets.get(&id) {
             Some((n, b)) if *n == processes => b.clone(),
             _ => {
-                let b = Arc::new(RateLimiter::direct(share_quota(rate, processes)));
+                let b = RateLimiter::direct(share_quota(rate, processes));
+                if f.since.is_some_and(|t| t.elapsed() < SWITCH_WINDOW) {
+                    let _ = b.check();
+                }
+                let b = Arc::new(b);
                 f.buckets.insert(id, (processes, b.clone()));
                 b
             }
@@ -403,13 +434,14 @@ impl Limiter {
             let Ok(mut f) = self.0.fallback.lock() else {
                 return;
             };
-            let fresh = f
-                .processes
-                .is_some_and(|(_, at)| at.elapsed() < WORKERS_MAX_AGE);
+            let fresh = !f.recount
+                && f.processes
+                    .is_some_and(|(_, at)| at.elapsed() < WORKERS_MAX_AGE);
             if fresh || f.counting {
                 return;
             }
             f.counting = true;
+            f.recount = false;
         }
         let this = self.clone();
         tokio::spawn(async move {
@@ -448,6 +480,13 @@ fn live_processes(live: &[crate::store::jobs::WorkerRow]) -> u64 {
         })
         .collect();
     (instances.len() as u64).max(1)
+}
+
+/// The process count a share is made for: the last count, or when the processes were never
+/// counted (the database is unavailable too), as many as the rate, i.e. about one request a
+/// second per process: never the whole rate for each of an unknown number of processes.
+fn share_processes(counted: Option<u64>, rate: u32) -> u64 {
+    counted.unwrap_or(u64::from(rate)).max(1)
 }
 
 /// This process's share: `floor(rate ÷ processes)` requests per second, evenly spaced with
@@ -489,6 +528,19 @@ mod tests {
         ];
         assert_eq!(live_processes(&live), 3);
         assert_eq!(live_processes(&[]), 1);
+    }
+
+    #[test]
+    fn unknown_processes_get_a_conservative_share() {
+        assert_eq!(share_processes(Some(3), 10), 3);
+        assert_eq!(share_processes(Some(0), 10), 1);
+        // Never counted: about one request a second per process, not the whole rate.
+        let q = share_quota(10, share_processes(None, 10));
+        assert_eq!(q.replenish_interval(), Duration::from_millis(1020));
+        assert_eq!(
+            share_quota(200, share_processes(None, 200)).replenish_interval(),
+            Duration::from_millis(1020)
+        );
     }
 
     #[test]

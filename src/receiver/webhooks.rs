@@ -599,17 +599,15 @@ async fn jira_installed(
     let existing =
         integrations::find_integration_by_external_id(&mut tx, "jira", &client_key).await?;
     let integration = match existing {
+        // Only the callback's keys are written (our learned `sync_actor_ids` stays).
         Some(i) => {
-            let mut merged = i.metadata.0.clone();
-            if let (Some(m), Some(n)) = (merged.as_object_mut(), metadata.as_object()) {
-                m.extend(n.clone());
-            }
-            integrations::update_integration(
+            let keys = metadata.as_object().cloned().unwrap_or_default();
+            integrations::patch_integration(
                 &mut tx,
                 i.id,
-                &i.name,
-                &merged,
-                integrations::STATUS_ACTIVE,
+                None,
+                &keys,
+                Some(integrations::STATUS_ACTIVE),
             )
             .await?
         }
@@ -667,12 +665,12 @@ async fn jira_uninstalled(
                 format!("no jira tenant {client_key:?}"),
             )
         })?;
-    integrations::update_integration(
+    integrations::patch_integration(
         &mut tx,
         i.id,
-        &i.name,
-        &i.metadata.0,
-        integrations::STATUS_DISABLED,
+        None,
+        &serde_json::Map::new(),
+        Some(integrations::STATUS_DISABLED),
     )
     .await?;
     tx.commit().await?;

@@ -124,6 +124,60 @@ pub async fn update_integration(
     .await)?)
 }
 
+/// Sets the top-level metadata keys of `patch` (a null value removes the key) in one
+/// statement, with the name and status when given. Only these keys are written, so a
+/// concurrent write of other keys (a token refresh) is kept, whichever commits first.
+pub async fn patch_integration(
+    tx: &mut Tx,
+    id: i64,
+    name: Option<&str>,
+    patch: &serde_json::Map<String, serde_json::Value>,
+    status: Option<i32>,
+) -> Result<Option<Integration>> {
+    let patch = serde_json::Value::Object(patch.clone());
+    Ok(match tx {
+        Tx::Pg(t) => {
+            let (removed, set): (Vec<_>, Vec<_>) = patch
+                .as_object()
+                .into_iter()
+                .flatten()
+                .partition(|(_, v)| v.is_null());
+            let removed: Vec<String> = removed.into_iter().map(|(k, _)| k.clone()).collect();
+            let set: serde_json::Map<_, _> =
+                set.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            sqlx::query_as(
+                "UPDATE integrations SET name = COALESCE($2, name), status = COALESCE($3, status), \
+                 metadata = (metadata - $4::text[]) || $5 WHERE id = $1 \
+                 RETURNING id, provider, external_id, name, metadata, status, date_added",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(status)
+            .bind(removed)
+            .bind(Json(set))
+            .fetch_optional(&mut **t)
+            .await?
+        }
+        // Top-level keys replaced as a whole (json_patch would merge nested objects).
+        Tx::Sqlite(t) => sqlx::query_as(
+            "UPDATE integrations SET name = COALESCE($2, name), status = COALESCE($3, status), \
+             metadata = (SELECT json_group_object(key, json(CASE type WHEN 'text' THEN json_quote(value) \
+               WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE value END)) \
+               FROM (SELECT key, value, type FROM json_each(integrations.metadata) \
+                     WHERE key NOT IN (SELECT key FROM json_each($4)) \
+                     UNION ALL SELECT key, value, type FROM json_each($4) WHERE type <> 'null')) \
+             WHERE id = $1 \
+             RETURNING id, provider, external_id, name, metadata, status, date_added",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(status)
+        .bind(Json(&patch))
+        .fetch_optional(&mut **t)
+        .await?,
+    })
+}
+
 /// Merges `tokens` (new OAuth tokens and their `expires`) into the integration's metadata in one
 /// statement, only while its `refresh_token` is still `used`: a refresh token is single-use, so
 /// a second refresh of the same one must not overwrite the first. False when it had changed.

@@ -71,6 +71,9 @@ pub struct VstsInstall {
     /// `https://acct.visualstudio.com/`
     pub base_url: String,
     pub access_token: String,
+    /// The grant's refresh token and when `access_token` expires (Unix seconds), if known.
+    pub refresh_token: Option<String>,
+    pub expires: Option<i64>,
     pub config: Value,
 }
 
@@ -132,22 +135,21 @@ pub async fn install_vsts(
             json!({"id": id, "secret": secret})
         }
     };
-    let mut metadata = existing
-        .as_ref()
-        .map(|i| i.metadata.0.clone())
-        .unwrap_or_else(|| json!({}));
-    if let Some(m) = metadata.as_object_mut() {
-        m.insert("domain_name".into(), json!(instance));
-        m.insert("access_token".into(), json!(req.access_token));
-        m.insert("subscription".into(), subscription);
-    }
+    // The token set is replaced as a whole: the old grant's refresh token and expiry must not
+    // outlive it. Only these keys are written, so the app's credentials and other keys stay.
+    let mut keys = serde_json::Map::new();
+    keys.insert("domain_name".into(), json!(instance));
+    keys.insert("access_token".into(), json!(req.access_token));
+    keys.insert("refresh_token".into(), json!(req.refresh_token));
+    keys.insert("expires".into(), json!(req.expires));
+    keys.insert("subscription".into(), subscription);
     save(
         state,
         existing,
         "vsts",
         &req.account_id,
         &req.account_name,
-        &metadata,
+        Metadata::Keys(&keys),
         req.organization_id,
         &req.config,
     )
@@ -252,11 +254,19 @@ pub async fn install_jira_server(
         "jira_server",
         &external_id,
         &req.consumer_key,
-        &metadata,
+        Metadata::Whole(&metadata),
         req.organization_id,
         &req.config,
     )
     .await
+}
+
+/// What an install writes into the metadata.
+enum Metadata<'a> {
+    /// Replaces it.
+    Whole(&'a Value),
+    /// These top-level keys (null: removed); the others are kept.
+    Keys(&'a serde_json::Map<String, Value>),
 }
 
 /// Inserts or updates the integration and installs it on the organization, in one transaction.
@@ -267,35 +277,52 @@ async fn save(
     provider: &str,
     external_id: &str,
     name: &str,
-    metadata: &Value,
+    metadata: Metadata<'_>,
     org: i64,
     config: &Value,
 ) -> Result<Integration, InstallError> {
     let mut tx = state.db.begin_write().await?;
-    let i = match existing {
-        Some(i) => integrations::update_integration(
-            &mut tx,
-            i.id,
-            name,
-            metadata,
-            integrations::STATUS_ACTIVE,
-        )
-        .await?
-        .ok_or(StoreError::NotFound("integration".into()))?,
-        None => {
-            integrations::insert_integration(
+    let i = match (existing, metadata) {
+        (Some(i), Metadata::Whole(m)) => {
+            integrations::update_integration(&mut tx, i.id, name, m, integrations::STATUS_ACTIVE)
+                .await?
+        }
+        (Some(i), Metadata::Keys(k)) => {
+            integrations::patch_integration(
                 &mut tx,
-                &NewIntegration {
-                    provider,
-                    external_id,
-                    name,
-                    metadata,
-                },
-                crate::now_ms(),
+                i.id,
+                Some(name),
+                k,
+                Some(integrations::STATUS_ACTIVE),
             )
             .await?
         }
-    };
+        (None, m) => {
+            let whole = match m {
+                Metadata::Whole(m) => m.clone(),
+                Metadata::Keys(k) => Value::Object(
+                    k.iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            };
+            Some(
+                integrations::insert_integration(
+                    &mut tx,
+                    &NewIntegration {
+                        provider,
+                        external_id,
+                        name,
+                        metadata: &whole,
+                    },
+                    crate::now_ms(),
+                )
+                .await?,
+            )
+        }
+    }
+    .ok_or(StoreError::NotFound("integration".into()))?;
     integrations::upsert_organization_integration(&mut tx, org, i.id, config, crate::now_ms())
         .await?;
     tx.commit().await?;

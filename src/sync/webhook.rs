@@ -68,23 +68,13 @@ async fn learn_app_account(
         .myself()
         .await?
         .ok_or_else(|| JobError::Transient("Jira answered /myself without an accountId".into()))?;
+    // Only this key is written: a concurrent write of the others (a PATCH) is kept.
+    let mut patch = serde_json::Map::new();
+    patch.insert("sync_actor_ids".into(), json!([account]));
     let mut tx = state.db.begin_write().await?;
-    let current = integrations::find_integration(&mut tx, integration.id)
+    let updated = integrations::patch_integration(&mut tx, integration.id, None, &patch, None)
         .await?
         .ok_or_else(|| JobError::Permanent(format!("integration {} is gone", integration.id)))?;
-    let mut metadata = current.metadata.0.clone();
-    if let Some(m) = metadata.as_object_mut() {
-        m.insert("sync_actor_ids".into(), json!([account]));
-    }
-    let updated = integrations::update_integration(
-        &mut tx,
-        current.id,
-        &current.name,
-        &metadata,
-        current.status,
-    )
-    .await?
-    .ok_or_else(|| JobError::Permanent(format!("integration {} is gone", integration.id)))?;
     tx.commit().await?;
     state.integrations.invalidate_all();
     tracing::info!(

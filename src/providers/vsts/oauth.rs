@@ -2,9 +2,13 @@
 //! for (`oauth_flow`), and a refresh that concurrent jobs never repeat with the same refresh
 //! token (they are single-use: the second use would be refused, or revoke the first's).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::db::Db;
 use crate::providers::http::{ApiError, Http};
@@ -22,6 +26,14 @@ const REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the per-integration refresh lock lives, and how long another job waits for it.
 const LOCK_TTL: Duration = Duration::from_secs(30);
 const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long saving refreshed tokens is retried while the refresh lock is held (the refresh
+/// request and this stay within [`LOCK_TTL`]).
+const SAVE_BUDGET: Duration = Duration::from_secs(8);
+/// After that, a background task of this process keeps trying at most this far apart.
+const RESAVE_MAX_DELAY: Duration = Duration::from_secs(30);
+/// How long other processes are told that this one holds unsaved tokens (renewed on each try).
+const UNSAVED_MARK_TTL: Duration = Duration::from_secs(120);
 
 /// A refresh request: the token endpoint and the form fields.
 pub type RefreshRequest = (String, Vec<(&'static str, String)>);
@@ -53,6 +65,42 @@ impl Tokens {
         self.expires
             .is_some_and(|e| e <= now.saturating_add(REFRESH_MARGIN_SECS))
     }
+}
+
+/// Refreshed tokens this process could not save, per integration, with the refresh token they
+/// replace. The provider has used that one up, so these are the integration's only working
+/// tokens: they are saved by a background task, and no job uses the old refresh token meanwhile.
+#[derive(Default)]
+pub struct UnsavedTokens(Mutex<HashMap<i64, (String, Tokens)>>);
+
+impl UnsavedTokens {
+    fn get(&self, id: i64) -> Option<(String, Tokens)> {
+        self.0.lock().ok()?.get(&id).cloned()
+    }
+
+    /// False when tokens of `id` were already kept (their task is running).
+    fn keep(&self, id: i64, used: &str, tokens: &Tokens) -> bool {
+        match self.0.lock() {
+            Ok(mut m) => m.insert(id, (used.to_string(), tokens.clone())).is_none(),
+            Err(_) => false,
+        }
+    }
+
+    fn forget(&self, id: i64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(&id);
+        }
+    }
+}
+
+/// The kv key that tells other processes a refresh of `id` is not saved yet; its value is a
+/// fingerprint of the used-up refresh token (never the token).
+fn unsaved_key(id: i64) -> String {
+    format!("issuesync:vsts-token-unsaved:{id}")
+}
+
+fn fingerprint(token: &str) -> String {
+    hex::encode(&Sha256::digest(token.as_bytes())[..8])
 }
 
 /// A number, or a number in a string (the vssps endpoint answers `"expires_in": "3599"`).
@@ -185,6 +233,25 @@ async fn refresh_locked(
             .ok_or_else(|| permanent(format!("integration {} is gone", integration.id)))?
     };
     let current = Tokens::from_metadata(&stored.metadata.0);
+    let stored_refresh = current.as_ref().and_then(|t| t.refresh.clone());
+    // This process refreshed with the stored (now used-up) token but could not save: save
+    // what it kept instead of sending that token again.
+    if let Some((kept_for, kept)) = http.unsaved_tokens.get(integration.id) {
+        if stored_refresh.as_deref() == Some(kept_for.as_str()) {
+            return save_or_keep(http, db, integration.id, &kept_for, kept).await;
+        }
+        http.unsaved_tokens.forget(integration.id);
+    }
+    // Another process holds tokens refreshed with it that it could not save yet.
+    if let Some(r) = &stored_refresh
+        && let Ok(Some(mark)) = http.kv.get(&unsaved_key(integration.id)).await
+        && mark == fingerprint(r)
+    {
+        return Err(ApiError::Transient(format!(
+            "another worker process refreshed the token of integration {} and has not saved it yet",
+            integration.id
+        )));
+    }
     if let Some(t) = current.filter(|t| t.refresh.as_deref() != Some(used)) {
         tracing::info!(
             integration_id = integration.id,
@@ -218,33 +285,118 @@ async fn refresh_locked(
         )));
     }
     let tokens = parse_answer(&body, used, crate::now_ms() / 1000)?;
+    save_or_keep(http, db, integration.id, used, tokens).await
+}
+
+/// Saves freshly refreshed tokens, retried for [`SAVE_BUDGET`]. When that fails they are kept
+/// in this process and saved by a background task, and the job fails (retried later): it does
+/// not go on as if they were stored.
+async fn save_or_keep(
+    http: &Http,
+    db: &Db,
+    id: i64,
+    used: &str,
+    tokens: Tokens,
+) -> Result<Tokens, ApiError> {
+    let saved = tokio::time::timeout(SAVE_BUDGET, save_retried(db, id, used, &tokens))
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+    match saved {
+        Ok(true) => {
+            tracing::info!(integration_id = id, "Azure DevOps token refreshed");
+            Ok(tokens)
+        }
+        Ok(false) => {
+            tracing::warn!(
+                integration_id = id,
+                "Azure DevOps token refreshed, but the stored refresh token changed meanwhile; keeping the stored one"
+            );
+            Ok(tokens)
+        }
+        Err(e) => {
+            mark_unsaved(http, id, used).await;
+            if http.unsaved_tokens.keep(id, used, &tokens) {
+                tokio::spawn(resave(http.clone(), db.clone(), id, used.to_string()));
+            }
+            tracing::error!(
+                error = %e,
+                integration_id = id,
+                "refreshed Azure DevOps tokens could not be saved; this process keeps them and retries the save (if it stops first, the integration must be authorized again)"
+            );
+            Err(ApiError::Transient(format!(
+                "the refreshed Azure DevOps token could not be saved ({e}); it is kept in this process and saved when the database takes it"
+            )))
+        }
+    }
+}
+
+/// One save of refreshed tokens, retried with backoff. `Ok(false)`: the stored refresh token
+/// is no longer `used` (another refresh or a reinstall won), so these are not saved.
+async fn save_retried(db: &Db, id: i64, used: &str, tokens: &Tokens) -> Result<bool, String> {
     let patch = json!({
         "access_token": tokens.access,
         "refresh_token": tokens.refresh,
         "expires": tokens.expires,
     });
-    let saved = async {
+    let once = || async {
         let mut tx = db.begin_write().await?;
-        let saved =
-            integrations::save_refreshed_tokens(&mut tx, integration.id, used, &patch).await?;
+        let saved = integrations::save_refreshed_tokens(&mut tx, id, used, &patch).await?;
         tx.commit().await?;
         Ok::<_, crate::store::StoreError>(saved)
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(5)
+        .with_jitter();
+    once.retry(backoff).await.map_err(|e| e.to_string())
+}
+
+async fn mark_unsaved(http: &Http, id: i64, used: &str) {
+    if let Err(e) = http
+        .kv
+        .set_ex(&unsaved_key(id), &fingerprint(used), UNSAVED_MARK_TTL)
+        .await
+    {
+        tracing::warn!(error = %e, integration_id = id, "cannot tell other processes that refreshed tokens are not saved yet");
     }
-    .await;
-    match saved {
-        Ok(true) => tracing::info!(
-            integration_id = integration.id,
-            "Azure DevOps token refreshed"
-        ),
-        Ok(false) => tracing::warn!(
-            integration_id = integration.id,
-            "Azure DevOps token refreshed, but another refresh was saved first; keeping that one"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, integration_id = integration.id, "cannot save the refreshed token")
+}
+
+/// The background save of kept tokens: until it succeeds, or the stored refresh token is no
+/// longer the used-up one (then the kept tokens are not the integration's any more).
+async fn resave(http: Http, db: Db, id: i64, used: String) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RESAVE_MAX_DELAY);
+        let Some((kept_for, tokens)) = http.unsaved_tokens.get(id) else {
+            return;
+        };
+        if kept_for != used {
+            return;
+        }
+        mark_unsaved(&http, id, &used).await;
+        match save_retried(&db, id, &used, &tokens).await {
+            Ok(saved) => {
+                http.unsaved_tokens.forget(id);
+                if let Err(e) = http.kv.delete_many(&[unsaved_key(id)]).await {
+                    tracing::warn!(error = %e, integration_id = id, "cannot clear the unsaved-token mark");
+                }
+                if saved {
+                    tracing::info!(integration_id = id, "kept Azure DevOps tokens saved");
+                } else {
+                    tracing::warn!(
+                        integration_id = id,
+                        "kept Azure DevOps tokens dropped: the stored refresh token changed meanwhile"
+                    );
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, integration_id = id, "kept Azure DevOps tokens still cannot be saved")
+            }
         }
     }
-    Ok(tokens)
 }
 
 #[cfg(test)]

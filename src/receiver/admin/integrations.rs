@@ -197,33 +197,39 @@ async fn update_integration(
         integrations::find_integration(&mut tx, id).await?,
         "integration",
     )?;
+    let empty = serde_json::Map::new();
+    let patch = match &b.metadata {
+        Some(p) => {
+            check_metadata(p)?;
+            p.as_object().unwrap_or(&empty)
+        }
+        None => &empty,
+    };
+    // Checked on the merge with what was read; written as the patch's keys only, so a token
+    // refresh that commits meanwhile is not overwritten with the tokens read here.
     let mut metadata = cur.metadata.0.clone();
-    if let Some(patch) = &b.metadata {
-        check_metadata(patch)?;
-        if let (Some(m), Some(p)) = (metadata.as_object_mut(), patch.as_object()) {
-            for (k, v) in p {
-                if v.is_null() {
-                    m.remove(k);
-                } else {
-                    m.insert(k.clone(), v.clone());
-                }
+    if let Some(m) = metadata.as_object_mut() {
+        for (k, v) in patch {
+            if v.is_null() {
+                m.remove(k);
+            } else {
+                m.insert(k.clone(), v.clone());
             }
         }
     }
     check_provider_metadata(&cur.provider, &metadata)?;
     let status = match b.status.as_deref() {
-        None => cur.status,
-        Some("active") => integrations::STATUS_ACTIVE,
-        Some("disabled") => integrations::STATUS_DISABLED,
+        None => None,
+        Some("active") => Some(integrations::STATUS_ACTIVE),
+        Some("disabled") => Some(integrations::STATUS_DISABLED),
         Some(o) => {
             return Err(ApiError::bad_request(format!(
                 "status must be active or disabled, not {o:?}"
             )));
         }
     };
-    let name = b.name.unwrap_or(cur.name);
     let i = found(
-        integrations::update_integration(&mut tx, id, &name, &metadata, status).await?,
+        integrations::patch_integration(&mut tx, id, b.name.as_deref(), patch, status).await?,
         "integration",
     )?;
     tx.commit().await?;
@@ -505,6 +511,11 @@ struct VstsInstallBody {
     account_name: String,
     base_url: String,
     access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    /// Unix seconds when `access_token` expires.
+    #[serde(default)]
+    expires: Option<i64>,
     #[serde(default = "empty_object")]
     config: Value,
 }
@@ -528,6 +539,8 @@ async fn install_vsts(
         account_name: b.account_name,
         base_url: b.base_url,
         access_token: b.access_token,
+        refresh_token: b.refresh_token.filter(|r| !r.is_empty()),
+        expires: b.expires,
         config: b.config,
     };
     let i = crate::sync::install::install_vsts(&s, &req).await?;
