@@ -9,8 +9,8 @@ mod common;
 use common::TestApp;
 use common::decisions::{count, find, group_decisions, id, install, member, org_team_project};
 use common::sync::{
-    JIRA_SERVER_ID, JIRA_SERVER_SECRET, PRIVATE, jira_server_token, linked_group, named_jobs,
-    post_jira_server,
+    JIRA_SERVER_SECRET, jira_server_token, linked_group, map_project, mock_jira_statuses,
+    named_jobs, post_jira_server, signing_jira_server,
 };
 use issuesync_jobs::sync_assignee_inbound::SyncAssigneeInbound;
 use issuesync_jobs::sync_status_inbound::SyncStatusInbound;
@@ -38,26 +38,17 @@ async fn world(app: &TestApp) -> World {
     let mock = MockServer::start().await;
     let (org, team, project) = org_team_project(app, "Web", None).await;
     let user = member(app, org, "lauryn@sentry.io", true, &[team]).await;
-    let js = id(&app
-        .create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
-            "metadata": {"base_url": mock.uri(), "webhook_secret": JIRA_SERVER_SECRET, "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
-        .await);
+    let js = signing_jira_server(app, &mock.uri()).await;
     let all = json!({"sync_status_forward": true, "sync_status_reverse": true, "sync_forward_assignment": true, "sync_reverse_assignment": true});
     let oi = install(app, js, org, all).await;
-    let (s, _) = app
-        .post(
-            &format!("/organization-integrations/{oi}/external-projects"),
-            json!({"external_id": "10000", "resolved_status": "10101", "unresolved_status": "3"}),
-        )
-        .await;
-    assert_eq!(s, 200);
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/status"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    map_project(app, oi, "10000", "10101", "3").await;
+    mock_jira_statuses(
+        &mock,
+        json!([
             {"id": "10101", "name": "Done", "statusCategory": {"key": "done"}},
-            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}])))
-        .mount(&mock)
-        .await;
+            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}]),
+    )
+    .await;
     World {
         org,
         user,

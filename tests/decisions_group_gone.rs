@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::TestApp;
 use common::decisions::{db_group_decisions, group_decisions, id, install, org_team_project};
 use common::sync::{
-    JIRA_SERVER_ID, JIRA_SERVER_SECRET, PRIVATE, hits, linked_group, mock_jira_issue_with,
-    outbound_jobs, put_group,
+    hits, linked_group, map_project, mock_jira_issue_with, outbound_jobs, put_group,
+    signing_jira_server,
 };
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -81,18 +81,9 @@ async fn group_deleted_mid_push(app: TestApp) {
             json!({"name": "Doomed", "teams": [team]}),
         )
         .await);
-    let js = id(&app
-        .create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
-            "metadata": {"base_url": mock.uri(), "webhook_secret": JIRA_SERVER_SECRET, "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
-        .await);
+    let js = signing_jira_server(&app, &mock.uri()).await;
     let oi = install(&app, js, org, json!({"sync_status_forward": true})).await;
-    let (s, _) = app
-        .post(
-            &format!("/organization-integrations/{oi}/external-projects"),
-            json!({"external_id": "10000", "resolved_status": "10101", "unresolved_status": "3"}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    map_project(&app, oi, "10000", "10101", "3").await;
 
     let mut survivors = Vec::new();
     for n in 0..SURVIVORS {

@@ -11,7 +11,7 @@ use common::decisions::{
 };
 use common::sync::{
     self, ADO_SECRET, COLLECTION, JIRA_CLIENT_KEY, JIRA_SECRET, JIRA_SERVER_ID, JIRA_SERVER_SECRET,
-    PROJECT_GUID, connect_jwt, fixture, jira_server_token, post_jira_server,
+    PROJECT_GUID, connect_jwt, fixture, jira_server_token, mock_jira_statuses, post_jira_server,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -69,14 +69,14 @@ async fn world(app: &TestApp) -> World {
     for i in [vsts, jira, jira_server] {
         install(app, i, org, inbound_sync()).await;
     }
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/status"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    mock_jira_statuses(
+        &mock,
+        json!([
             {"id": "10101", "name": "Done", "statusCategory": {"key": "done"}},
             {"id": "3", "name": "In Progress", "statusCategory": {"key": "indeterminate"}},
-            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}])))
-        .mount(&mock)
-        .await;
+            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}]),
+    )
+    .await;
     World {
         org,
         project,

@@ -8,8 +8,8 @@ use common::TestApp;
 use common::decisions::{install, org_team_project};
 use common::sync::{
     ADO_SECRET, COLLECTION, JIRA_CLIENT_KEY, JIRA_SECRET, JIRA_SERVER_ID, JIRA_SERVER_SECRET,
-    PROJECT_GUID, connect_jwt, fixture, jira_server_token, named_jobs, outbound_jobs, post_jira,
-    post_jira_server, post_vsts,
+    PROJECT_GUID, connect_jwt, fixture, jira_server_token, mock_jira_statuses, named_jobs,
+    outbound_jobs, post_jira, post_jira_server, post_vsts,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -121,15 +121,15 @@ async fn world(app: &TestApp) -> World {
         .mount(&mock)
         .await;
     // Jira statuses: 10101 is done.
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/status"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    mock_jira_statuses(
+        &mock,
+        json!([
             {"id": "10101", "name": "Done", "statusCategory": {"key": "done"}},
             {"id": "3", "name": "In Progress", "statusCategory": {"key": "indeterminate"}},
             {"id": "1", "name": "Open", "statusCategory": {"key": "new"}},
-            {"id": "5", "name": "Resolved", "statusCategory": {"key": "done"}}])))
-        .mount(&mock)
-        .await;
+            {"id": "5", "name": "Resolved", "statusCategory": {"key": "done"}}]),
+    )
+    .await;
     World {
         org,
         project,

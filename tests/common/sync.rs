@@ -226,3 +226,40 @@ pub async fn post_jira(app: &TestApp, auth: Option<&str>, body: &Value, id: &str
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
 }
+
+/// A Jira Server integration at `base_url` that signs its API calls (OAuth1 with
+/// [`PRIVATE`], consumer `issuesync`, token `tok-123`); returns its id.
+pub async fn signing_jira_server(app: &TestApp, base_url: &str) -> i64 {
+    app.create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
+        "metadata": {"base_url": base_url, "webhook_secret": JIRA_SERVER_SECRET, "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
+        .await["id"]
+        .as_i64()
+        .expect("integration id")
+}
+
+/// Maps external project `external_id` of installation `oi` to the resolved and unresolved
+/// statuses; must answer 200.
+pub async fn map_project(
+    app: &TestApp,
+    oi: i64,
+    external_id: &str,
+    resolved: &str,
+    unresolved: &str,
+) {
+    let (s, v) = app
+        .post(
+            &format!("/organization-integrations/{oi}/external-projects"),
+            json!({"external_id": external_id, "resolved_status": resolved, "unresolved_status": unresolved}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Jira's status list (`/rest/api/2/status`) answers `statuses`.
+pub async fn mock_jira_statuses(mock: &MockServer, statuses: Value) {
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/status"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(statuses))
+        .mount(mock)
+        .await;
+}

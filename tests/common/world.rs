@@ -6,7 +6,7 @@ use wiremock::{MockServer, Request};
 
 use super::TestApp;
 use super::decisions::{id, install, member, org_team_project};
-use super::sync::{JIRA_SERVER_ID, JIRA_SERVER_SECRET, PRIVATE, linked_group, requests};
+use super::sync::{linked_group, map_project, requests, signing_jira_server};
 
 pub struct World {
     pub org: i64,
@@ -26,10 +26,7 @@ pub async fn world(app: &TestApp) -> World {
     let mock = MockServer::start().await;
     let (org, team, project) = org_team_project(app, "Web", None).await;
     let user = member(app, org, "lauryn@sentry.io", true, &[team]).await;
-    let jira_server = id(&app
-        .create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
-            "metadata": {"base_url": mock.uri(), "webhook_secret": JIRA_SERVER_SECRET, "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
-        .await);
+    let jira_server = signing_jira_server(app, &mock.uri()).await;
     let jira = id(&app
         .create("/integrations", json!({"provider": "jira", "external_id": "jira:tenant", "name": "JIRA", "metadata": {"base_url": mock.uri(), "shared_secret": "cloud-secret"}}))
         .await);
@@ -44,10 +41,7 @@ pub async fn world(app: &TestApp) -> World {
         (vsts, "proj-guid", "Resolved", "Active"),
     ] {
         let oi = install(app, i, org, config.clone()).await;
-        let (s, _) = app
-            .post(&format!("/organization-integrations/{oi}/external-projects"), json!({"external_id": ext, "resolved_status": resolved, "unresolved_status": unresolved}))
-            .await;
-        assert_eq!(s, 200);
+        map_project(app, oi, ext, resolved, unresolved).await;
     }
     World {
         org,
