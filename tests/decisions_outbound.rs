@@ -8,8 +8,8 @@ mod common;
 use common::TestApp;
 use common::decisions::{count, find, group_decisions, install, member, wait_for};
 use common::sync::{
-    JIRA_SERVER_SECRET, jira_server_token, mock_ado_patch, mock_jira_issue, post_jira_server,
-    put_group,
+    JIRA_SERVER_SECRET, jira_server_token, mock_ado_patch, mock_ado_users, mock_jira_issue,
+    mock_jira_issue_gone, post_jira_server, put_group,
 };
 use common::world::world;
 use serde_json::{Value, json};
@@ -51,14 +51,7 @@ async fn outbound_status_decisions(app: TestApp) {
         )
         .mount(&w.mock)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/issue/GONE-1"))
-        .respond_with(
-            ResponseTemplate::new(404)
-                .set_body_string("{\"errorMessages\":[\"Issue does not exist\"]}"),
-        )
-        .mount(&w.mock)
-        .await;
+    mock_jira_issue_gone(&w.mock, "GONE-1").await;
     for key in ["APP-1", "RL-1", "CO-1"] {
         Mock::given(method("POST"))
             .and(path(format!("/rest/api/2/issue/{key}/transitions")))
@@ -324,14 +317,7 @@ async fn outbound_assignee_decisions(app: TestApp) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(&w.mock)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/graph/users"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"value": [{"mailAddress": "Lauryn@Sentry.io"}]})),
-        )
-        .mount(&w.mock)
-        .await;
+    mock_ado_users(&w.mock, &["Lauryn@Sentry.io"]).await;
     mock_ado_patch(&w.mock, 31).await;
     let g = w
         .group(&app, &[(w.jira_server, "APP-1"), (w.vsts, "31")])

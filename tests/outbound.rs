@@ -5,8 +5,8 @@ mod common;
 
 use common::TestApp;
 use common::sync::{
-    JIRA_SERVER_SECRET, body, jira_server_token, jobs_in_state, mock_jira_issue, named_jobs,
-    outbound_jobs, post_jira_server, put_group,
+    JIRA_SERVER_SECRET, body, jira_server_token, jobs_in_state, mock_ado_patch, mock_ado_users,
+    mock_jira_issue, mock_jira_issue_gone, named_jobs, outbound_jobs, post_jira_server, put_group,
 };
 use common::world::world;
 use serde_json::{Value, json};
@@ -107,11 +107,7 @@ async fn ado_state_assign_and_unassign(app: TestApp) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"count": 2, "value": [{"id": "other", "name": "Other"}, {"id": "proj-guid", "name": "MyFirstProject"}]})))
         .mount(&w.mock)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/graph/users"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [{"mailAddress": "someone@else.io"}, {"mailAddress": "Lauryn@Sentry.io"}]})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_users(&w.mock, &["someone@else.io", "Lauryn@Sentry.io"]).await;
     Mock::given(method("PATCH"))
         .and(path("/_apis/wit/workitems/31"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 31, "rev": 9})))
@@ -249,19 +245,8 @@ async fn rate_limited_provider_is_waited_for_without_using_attempts(app: TestApp
 
 async fn inbound_assignment_reaches_the_other_integration_only(app: TestApp) {
     let w = world(&app).await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/graph/users"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"value": [{"mailAddress": "lauryn@sentry.io"}]})),
-        )
-        .mount(&w.mock)
-        .await;
-    Mock::given(method("PATCH"))
-        .and(path("/_apis/wit/workitems/31"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_users(&w.mock, &["lauryn@sentry.io"]).await;
+    mock_ado_patch(&w.mock, 31).await;
     let g = w
         .group(&app, &[(w.jira_server, "APP-1"), (w.vsts, "31")])
         .await;
@@ -379,12 +364,8 @@ async fn pending_outbound_jobs_coalesce(app: TestApp) {
         json!({"user_id": other}),
     )
     .await;
-    Mock::given(method("GET")).and(path("/_apis/graph/users")).respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [{"mailAddress": "lauryn@sentry.io"}, {"mailAddress": "other@sentry.io"}]}))).mount(&w.mock).await;
-    Mock::given(method("PATCH"))
-        .and(path("/_apis/wit/workitems/31"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_users(&w.mock, &["lauryn@sentry.io", "other@sentry.io"]).await;
+    mock_ado_patch(&w.mock, 31).await;
     let g = w.group(&app, &[(w.vsts, "31")]).await;
     put_group(&app, g, json!({"assignedTo": format!("user:{other}")})).await;
     put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
@@ -400,14 +381,7 @@ async fn pending_outbound_jobs_coalesce(app: TestApp) {
 
 async fn permanent_provider_errors_stop_at_once(app: TestApp) {
     let w = world(&app).await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/issue/GONE-1"))
-        .respond_with(
-            ResponseTemplate::new(404)
-                .set_body_string("{\"errorMessages\":[\"Issue does not exist\"]}"),
-        )
-        .mount(&w.mock)
-        .await;
+    mock_jira_issue_gone(&w.mock, "GONE-1").await;
     Mock::given(method("GET"))
         .and(path("/rest/api/2/issue/NOMAP-1"))
         .respond_with(

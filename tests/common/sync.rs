@@ -263,3 +263,25 @@ pub async fn mock_jira_statuses(mock: &MockServer, statuses: Value) {
         .mount(mock)
         .await;
 }
+
+/// Jira answers 404 "Issue does not exist" for issue `key`.
+pub async fn mock_jira_issue_gone(mock: &MockServer, key: &str) {
+    Mock::given(method("GET"))
+        .and(path(format!("/rest/api/2/issue/{key}")))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_string("{\"errorMessages\":[\"Issue does not exist\"]}"),
+        )
+        .mount(mock)
+        .await;
+}
+
+/// ADO's user graph (`/_apis/graph/users`) lists users with these mail addresses.
+pub async fn mock_ado_users(mock: &MockServer, emails: &[&str]) {
+    let value: Vec<Value> = emails.iter().map(|e| json!({"mailAddress": e})).collect();
+    Mock::given(method("GET"))
+        .and(path("/_apis/graph/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "value": value })))
+        .mount(mock)
+        .await;
+}
