@@ -8,15 +8,15 @@ mod common;
 
 use common::TestApp;
 use common::decisions::{count, find, group_decisions, id, install, member, org_team_project};
+use common::sync::{
+    JIRA_SERVER_SECRET, jira_server_token, linked_group, map_project, mock_jira_statuses,
+    named_jobs, post_jira_server, signing_jira_server,
+};
 use issuesync_jobs::sync_assignee_inbound::SyncAssigneeInbound;
 use issuesync_jobs::sync_status_inbound::SyncStatusInbound;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
-const JIRA_SERVER_ID: &str = "jira.example.com:issuesync";
-const SECRET: &str = "a long secret value";
 
 sqlite_and_pg_redis_tests!(
     disabled_integration_records_sync_disabled,
@@ -38,26 +38,17 @@ async fn world(app: &TestApp) -> World {
     let mock = MockServer::start().await;
     let (org, team, project) = org_team_project(app, "Web", None).await;
     let user = member(app, org, "lauryn@sentry.io", true, &[team]).await;
-    let js = id(&app
-        .create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
-            "metadata": {"base_url": mock.uri(), "webhook_secret": SECRET, "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
-        .await);
+    let js = signing_jira_server(app, &mock.uri()).await;
     let all = json!({"sync_status_forward": true, "sync_status_reverse": true, "sync_forward_assignment": true, "sync_reverse_assignment": true});
     let oi = install(app, js, org, all).await;
-    let (s, _) = app
-        .post(
-            &format!("/organization-integrations/{oi}/external-projects"),
-            json!({"external_id": "10000", "resolved_status": "10101", "unresolved_status": "3"}),
-        )
-        .await;
-    assert_eq!(s, 200);
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/status"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    map_project(app, oi, "10000", "10101", "3").await;
+    mock_jira_statuses(
+        &mock,
+        json!([
             {"id": "10101", "name": "Done", "statusCategory": {"key": "done"}},
-            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}])))
-        .mount(&mock)
-        .await;
+            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}]),
+    )
+    .await;
     World {
         org,
         user,
@@ -67,38 +58,14 @@ async fn world(app: &TestApp) -> World {
     }
 }
 
-/// A group of `project` linked in `org` to `key` of Jira Server.
-async fn linked_group(app: &TestApp, w: &World, org: i64, project: i64, key: &str) -> i64 {
-    let g = id(&app
-        .create(
-            &format!("/projects/{project}/groups"),
-            json!({"title": key}),
-        )
-        .await);
-    app.create(
-        "/external-issues",
-        json!({"organization_id": org, "integration_id": w.js, "key": key, "group_ids": [g]}),
-    )
-    .await;
-    g
-}
-
 /// A Jira Server webhook: `key` assigned to lauryn@sentry.io and moved from Open to Done.
 async fn post_webhook(app: &TestApp, key: &str, ts: i64) {
-    let token =
-        issuesync::providers::jira_server::auth::make_token(JIRA_SERVER_ID, SECRET).unwrap();
+    let token = jira_server_token(JIRA_SERVER_SECRET);
     let body = json!({"timestamp": ts, "user": {"name": "asmith"},
         "changelog": {"id": ts, "items": [{"field": "assignee"}, {"field": "status", "from": "1", "to": "10101"}]},
         "issue": {"key": key, "fields": {"assignee": {"emailAddress": "lauryn@sentry.io", "name": "lauryn"}}}});
-    let r = app
-        .client
-        .post(app.url(&format!("/extensions/jira-server/issue-updated/{token}/")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (s, v) = post_jira_server(app, &token, &body).await;
+    assert_eq!(s, 200);
     assert_eq!(v["status"], "queued", "{v}");
 }
 
@@ -113,15 +80,10 @@ async fn set_integration_status(app: &TestApp, integration: i64, status: &str) {
     assert_eq!(s, 200, "{v}");
 }
 
-/// The jobs of `job_name` and their states.
+/// The states of the jobs named `job_name`.
 async fn job_states(app: &TestApp, job_name: &str) -> Vec<String> {
-    let filter = issuesync::store::jobs::JobFilter {
-        job_name: Some(job_name.into()),
-        ..Default::default()
-    };
-    issuesync::ops::list(&app.state.db, &filter, 100)
+    named_jobs(app, job_name)
         .await
-        .unwrap()
         .into_iter()
         .map(|j| j.state)
         .collect()
@@ -132,7 +94,7 @@ async fn job_states(app: &TestApp, job_name: &str) -> Vec<String> {
 /// and the jobs are done (a skip, not a failure).
 async fn disabled_integration_records_sync_disabled(app: TestApp) {
     let w = world(&app).await;
-    let g = linked_group(&app, &w, w.org, w.project, "APP-1").await;
+    let g = linked_group(&app, w.org, w.project, "APP-1", &[(w.js, "APP-1")]).await;
     post_webhook(&app, "APP-1", 1000).await;
     set_integration_status(&app, w.js, "disabled").await;
     app.enqueue(&SyncAssigneeInbound {
@@ -199,7 +161,7 @@ async fn organization_without_installation_says_so(app: TestApp) {
             json!({"name": "P2"}),
         )
         .await);
-    let g2 = linked_group(&app, &w, org2, p2, "APP-2").await;
+    let g2 = linked_group(&app, org2, p2, "APP-2", &[(w.js, "APP-2")]).await;
     let workers = app.start_workers();
     post_webhook(&app, "APP-2", 1000).await;
     app.drain().await;
@@ -235,7 +197,7 @@ async fn jira_user_search_refused_is_provider_refused(app: TestApp) {
         .respond_with(ResponseTemplate::new(204))
         .mount(&w.mock)
         .await;
-    let g = linked_group(&app, &w, w.org, w.project, "APP-3").await;
+    let g = linked_group(&app, w.org, w.project, "APP-3", &[(w.js, "APP-3")]).await;
     let workers = app.start_workers();
     let (s, v) = app
         .api(

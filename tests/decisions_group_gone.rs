@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::TestApp;
 use common::decisions::{db_group_decisions, group_decisions, id, install, org_team_project};
-use serde_json::{Value, json};
+use common::sync::{
+    hits, linked_group, map_project, mock_jira_issue_with, outbound_jobs, put_group,
+    signing_jira_server,
+};
+use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
 const SURVIVORS: usize = 6;
 const DOOMED: usize = 2;
 /// How long Jira takes to answer the first GET of every issue: the window in which the
@@ -54,24 +57,7 @@ mod a_group_deleted_while_its_push_runs_does_not_fail_the_batch {
 
 /// GET issue (slow), its transitions, and a transition POST that succeeds.
 async fn mock_issue(mock: &MockServer, key: &str) {
-    Mock::given(method("GET"))
-        .and(path(format!("/rest/api/2/issue/{key}")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(
-                    json!({"key": key, "fields": {"status": {"id": "1"}, "project": {"id": "10000"}}}),
-                )
-                .set_delay(SLOW),
-        )
-        .mount(mock)
-        .await;
-    let transitions: Value =
-        serde_json::from_str(include_str!("fixtures/jira_transitions_response.json")).unwrap();
-    Mock::given(method("GET"))
-        .and(path(format!("/rest/api/2/issue/{key}/transitions")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(transitions))
-        .mount(mock)
-        .await;
+    mock_jira_issue_with(mock, key, "1", "10000", SLOW).await;
     Mock::given(method("POST"))
         .and(path(format!("/rest/api/2/issue/{key}/transitions")))
         .respond_with(ResponseTemplate::new(204))
@@ -79,37 +65,10 @@ async fn mock_issue(mock: &MockServer, key: &str) {
         .await;
 }
 
-/// Requests the mock received for `method_name` `path_str`.
-async fn hits(mock: &MockServer, method_name: &str, path_str: &str) -> usize {
-    mock.received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == method_name && r.url.path() == path_str)
-        .count()
-}
-
 /// A group of `project` linked to `key`, resolved (which queues its push).
 async fn resolved_group(app: &TestApp, org: i64, project: i64, integration: i64, key: &str) -> i64 {
-    let g = id(&app
-        .create(
-            &format!("/projects/{project}/groups"),
-            json!({"title": key}),
-        )
-        .await);
-    app.create(
-        "/external-issues",
-        json!({"organization_id": org, "integration_id": integration, "key": key, "group_ids": [g]}),
-    )
-    .await;
-    let (s, v) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/groups/{g}"),
-            Some(json!({"status": "resolved"})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let g = linked_group(app, org, project, key, &[(integration, key)]).await;
+    put_group(app, g, json!({"status": "resolved"})).await;
     g
 }
 
@@ -122,18 +81,9 @@ async fn group_deleted_mid_push(app: TestApp) {
             json!({"name": "Doomed", "teams": [team]}),
         )
         .await);
-    let js = id(&app
-        .create("/integrations", json!({"provider": "jira_server", "external_id": "jira.example.com:issuesync", "name": "issuesync",
-            "metadata": {"base_url": mock.uri(), "webhook_secret": "a long secret value", "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
-        .await);
+    let js = signing_jira_server(&app, &mock.uri()).await;
     let oi = install(&app, js, org, json!({"sync_status_forward": true})).await;
-    let (s, _) = app
-        .post(
-            &format!("/organization-integrations/{oi}/external-projects"),
-            json!({"external_id": "10000", "resolved_status": "10101", "unresolved_status": "3"}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    map_project(&app, oi, "10000", "10101", "3").await;
 
     let mut survivors = Vec::new();
     for n in 0..SURVIVORS {
@@ -179,15 +129,9 @@ async fn group_deleted_mid_push(app: TestApp) {
 
     // Every push ends done on its first attempt, well before any rescue could run it again
     // (this worker is alive: its `running` jobs would wait for it to stop).
-    let filter = issuesync::store::jobs::JobFilter {
-        queue: Some("outbound".into()),
-        ..Default::default()
-    };
     let deadline = Instant::now() + Duration::from_secs(15);
     let jobs = loop {
-        let jobs = issuesync::ops::list(&app.state.db, &filter, 100)
-            .await
-            .unwrap();
+        let jobs = outbound_jobs(&app).await;
         if jobs.len() == SURVIVORS + DOOMED && jobs.iter().all(|j| j.state == "done") {
             break jobs;
         }

@@ -9,17 +9,14 @@ use common::TestApp;
 use common::decisions::{
     count, find, group_decisions, id, install, member, org_team_project, wait_for,
 };
+use common::sync::{
+    self, ADO_SECRET, COLLECTION, JIRA_CLIENT_KEY, JIRA_SECRET, JIRA_SERVER_ID, JIRA_SERVER_SECRET,
+    PROJECT_GUID, connect_jwt, fixture, jira_server_token, mock_jira_statuses, post_jira_server,
+};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const COLLECTION: &str = "80ded3e8-3cd3-43b1-9f96-52032624aa3a";
-const PROJECT_GUID: &str = "c0bf429a-c03c-4a99-9336-d45be74db5a6";
-const ADO_SECRET: &str = "3f1c9a0e5b7d2c4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
-const JIRA_SECRET: &str = "test-shared-secret-do-not-use";
-const JIRA_CLIENT_KEY: &str = "jira:1e5b9b2a-8a8f-4c2b-9d7e-2b8c1f0e7a11";
-const JIRA_SERVER_ID: &str = "jira.example.com:issuesync";
-const JIRA_SERVER_SECRET: &str = "a long secret value";
 /// Our Connect app user (the echo fixture's actor) and Jira Automation's app account.
 const OUR_APP_ACCOUNT: &str = "557058:app-0f1e2d3c";
 const AUTOMATION_ACCOUNT: &str = "557058:f58131cb-b67d-43c7-b30d-6b58d40bd077";
@@ -29,11 +26,6 @@ sqlite_and_pg_redis_tests!(
     inbound_status_decisions,
     jira_cloud_change_by_another_app_syncs,
 );
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
-}
 
 struct World {
     org: i64,
@@ -77,14 +69,14 @@ async fn world(app: &TestApp) -> World {
     for i in [vsts, jira, jira_server] {
         install(app, i, org, inbound_sync()).await;
     }
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/status"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    mock_jira_statuses(
+        &mock,
+        json!([
             {"id": "10101", "name": "Done", "statusCategory": {"key": "done"}},
             {"id": "3", "name": "In Progress", "statusCategory": {"key": "indeterminate"}},
-            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}])))
-        .mount(&mock)
-        .await;
+            {"id": "1", "name": "Open", "statusCategory": {"key": "new"}}]),
+    )
+    .await;
     World {
         org,
         project,
@@ -138,11 +130,6 @@ impl World {
     }
 }
 
-fn jira_server_token() -> String {
-    issuesync::providers::jira_server::auth::make_token(JIRA_SERVER_ID, JIRA_SERVER_SECRET)
-        .expect("token")
-}
-
 /// A Jira Server assignee change of APP-1 at `ts` by `actor`; `email` None unassigns.
 async fn jira_server_assignee(app: &TestApp, ts: i64, actor: &str, email: Option<&str>) -> Value {
     let assignee = match email {
@@ -152,18 +139,8 @@ async fn jira_server_assignee(app: &TestApp, ts: i64, actor: &str, email: Option
     let body = json!({"timestamp": ts, "user": {"name": actor, "key": format!("key-{actor}")},
         "changelog": {"id": ts, "items": [{"field": "assignee"}]},
         "issue": {"id": "10001", "key": "APP-1", "fields": {"assignee": assignee}}});
-    let r = app
-        .client
-        .post(app.url(&format!(
-            "/extensions/jira-server/issue-updated/{}/",
-            jira_server_token()
-        )))
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.expect("json");
+    let (s, v) = post_jira_server(app, &jira_server_token(JIRA_SERVER_SECRET), &body).await;
+    assert_eq!(s, 200);
     assert_eq!(v["status"], "queued", "{v}");
     app.drain().await;
     v
@@ -324,15 +301,7 @@ fn vsts_state(item: i64, old: Option<&str>, new: &str, notification: &str, rev: 
 }
 
 async fn post_vsts(app: &TestApp, body: &Value) {
-    let r = app
-        .client
-        .post(app.url("/extensions/vsts/issue-updated/"))
-        .header("shared-secret", ADO_SECRET)
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 200);
+    assert_eq!(sync::post_vsts(app, body, Some(ADO_SECRET)).await.0, 200);
 }
 
 async fn inbound_status_decisions(app: TestApp) {
@@ -430,24 +399,10 @@ async fn inbound_status_decisions(app: TestApp) {
     assert_eq!(count(&ds, "applied"), 0);
 }
 
-fn connect_jwt() -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"iss": JIRA_CLIENT_KEY, "iat": now, "exp": now + 180,
-        "qsh": issuesync::providers::jira::auth::qsh("POST", "/extensions/jira/issue-updated/", &[])});
-    issuesync::providers::jira::auth::sign(&claims, JIRA_SECRET).expect("jwt")
-}
-
 async fn post_jira(app: &TestApp, body: &Value, delivery: &str) {
-    let r = app
-        .client
-        .post(app.url("/extensions/jira/issue-updated/"))
-        .header("Authorization", format!("JWT {}", connect_jwt()))
-        .header("X-Atlassian-Webhook-Identifier", delivery)
-        .json(body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 200);
+    let jwt = connect_jwt(JIRA_SECRET, "/extensions/jira/issue-updated/", 180);
+    let (s, _) = sync::post_jira(app, Some(&format!("JWT {jwt}")), body, delivery).await;
+    assert_eq!(s, 200);
 }
 
 /// Fix: a Jira Cloud change made by another app (Jira Automation: `accountType: app` too)

@@ -6,15 +6,15 @@
 mod common;
 
 use common::TestApp;
-use common::decisions::{
-    count, find, group_decisions, id, install, member, org_team_project, wait_for,
+use common::decisions::{count, find, group_decisions, install, member, wait_for};
+use common::sync::{
+    JIRA_SERVER_SECRET, jira_server_token, mock_ado_patch, mock_ado_users, mock_jira_issue,
+    mock_jira_issue_gone, post_jira_server, put_group,
 };
+use common::world::world;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
-const JIRA_SERVER_ID: &str = "jira.example.com:issuesync";
+use wiremock::{Mock, ResponseTemplate};
 
 sqlite_and_pg_redis_tests!(
     outbound_status_decisions,
@@ -23,130 +23,16 @@ sqlite_and_pg_redis_tests!(
     project_delete_takes_the_decisions_and_a_waiting_push_records_link_gone,
 );
 
-struct World {
-    org: i64,
-    project: i64,
-    team: i64,
-    user: i64,
-    jira_server: i64,
-    jira: i64,
-    vsts: i64,
-    mock: MockServer,
-}
-
-/// Jira Server, Jira Cloud and ADO installed with every switch on and status mappings
-/// (Jira project 10000: 10101 / 3; ADO proj-guid: Resolved / Active); Lauryn (verified
-/// lauryn@sentry.io) in the project's team.
-async fn world(app: &TestApp) -> World {
-    let mock = MockServer::start().await;
-    let (org, team, project) = org_team_project(app, "Web", None).await;
-    let user = member(app, org, "lauryn@sentry.io", true, &[team]).await;
-    let jira_server = id(&app
-        .create("/integrations", json!({"provider": "jira_server", "external_id": JIRA_SERVER_ID, "name": "issuesync",
-            "metadata": {"base_url": mock.uri(), "webhook_secret": "a long secret value", "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
-        .await);
-    let jira = id(&app
-        .create("/integrations", json!({"provider": "jira", "external_id": "jira:tenant", "name": "JIRA", "metadata": {"base_url": mock.uri(), "shared_secret": "cloud-secret"}}))
-        .await);
-    let vsts = id(&app
-        .create("/integrations", json!({"provider": "vsts", "external_id": "80ded3e8-3cd3-43b1-9f96-52032624aa3a", "name": "acct",
-            "metadata": {"domain_name": format!("{}/", mock.uri()), "vssps_url": mock.uri(), "access_token": "ado-token", "subscription": {"id": "s", "secret": "ado-secret"}}}))
-        .await);
-    let config = json!({"sync_status_forward": true, "sync_status_reverse": true, "sync_forward_assignment": true, "sync_reverse_assignment": true});
-    for (i, ext, resolved, unresolved) in [
-        (jira_server, "10000", "10101", "3"),
-        (jira, "10000", "10101", "3"),
-        (vsts, "proj-guid", "Resolved", "Active"),
-    ] {
-        let oi = install(app, i, org, config.clone()).await;
-        let (s, _) = app
-            .post(&format!("/organization-integrations/{oi}/external-projects"), json!({"external_id": ext, "resolved_status": resolved, "unresolved_status": unresolved}))
-            .await;
-        assert_eq!(s, 200);
-    }
-    World {
-        org,
-        project,
-        team,
-        user,
-        jira_server,
-        jira,
-        vsts,
-        mock,
-    }
-}
-
-impl World {
-    /// A group linked to `key` of each given integration.
-    async fn group(&self, app: &TestApp, links: &[(i64, &str)]) -> i64 {
-        let g = id(&app
-            .create(
-                &format!("/projects/{}/groups", self.project),
-                json!({"title": "boom"}),
-            )
-            .await);
-        for (integration, key) in links {
-            app.create("/external-issues", json!({"organization_id": self.org, "integration_id": integration, "key": key, "group_ids": [g]}))
-                .await;
-        }
-        g
-    }
-}
-
-/// ADO accepts every PATCH of work item 31.
-async fn mock_ado_patch(w: &World) {
-    Mock::given(method("PATCH"))
-        .and(path("/_apis/wit/workitems/31"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&w.mock)
-        .await;
-}
-
-async fn put_group(app: &TestApp, g: i64, body: Value) {
-    let (s, v) = app
-        .api(reqwest::Method::PUT, &format!("/groups/{g}"), Some(body))
-        .await;
-    assert_eq!(s, 200, "{v}");
-}
-
-async fn requests(w: &World, method_name: &str, path_str: &str) -> Vec<Request> {
-    w.mock
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.method.as_str() == method_name && r.url.path() == path_str)
-        .collect()
-}
-
-/// GET issue (status, project 10000 unless given) and the transitions of the fixture.
-async fn mock_jira_issue(w: &World, key: &str, status: &str, project: &str) {
-    Mock::given(method("GET"))
-        .and(path(format!("/rest/api/2/issue/{key}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"key": key, "fields": {"status": {"id": status}, "project": {"id": project}}}),
-        ))
-        .mount(&w.mock)
-        .await;
-    let transitions: Value =
-        serde_json::from_str(include_str!("fixtures/jira_transitions_response.json")).unwrap();
-    Mock::given(method("GET"))
-        .and(path(format!("/rest/api/2/issue/{key}/transitions")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(transitions))
-        .mount(&w.mock)
-        .await;
-}
-
 async fn outbound_status_decisions(app: TestApp) {
     let w = world(&app).await;
     // The first scrape installs the recorder, so the counts below are seen.
     let scrape = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(scrape.status(), 200);
-    mock_jira_issue(&w, "APP-1", "1", "10000").await;
-    mock_jira_issue(&w, "APP-2", "10101", "10000").await;
-    mock_jira_issue(&w, "NOMAP-1", "1", "55555").await;
-    mock_jira_issue(&w, "RL-1", "1", "10000").await;
-    mock_jira_issue(&w, "CO-1", "10101", "10000").await;
+    mock_jira_issue(&w.mock, "APP-1", "1", "10000").await;
+    mock_jira_issue(&w.mock, "APP-2", "10101", "10000").await;
+    mock_jira_issue(&w.mock, "NOMAP-1", "1", "55555").await;
+    mock_jira_issue(&w.mock, "RL-1", "1", "10000").await;
+    mock_jira_issue(&w.mock, "CO-1", "10101", "10000").await;
     // APP-3 offers no transition to 10101.
     Mock::given(method("GET"))
         .and(path("/rest/api/2/issue/APP-3"))
@@ -165,14 +51,7 @@ async fn outbound_status_decisions(app: TestApp) {
         )
         .mount(&w.mock)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/issue/GONE-1"))
-        .respond_with(
-            ResponseTemplate::new(404)
-                .set_body_string("{\"errorMessages\":[\"Issue does not exist\"]}"),
-        )
-        .mount(&w.mock)
-        .await;
+    mock_jira_issue_gone(&w.mock, "GONE-1").await;
     for key in ["APP-1", "RL-1", "CO-1"] {
         Mock::given(method("POST"))
             .and(path(format!("/rest/api/2/issue/{key}/transitions")))
@@ -251,7 +130,7 @@ async fn outbound_status_decisions(app: TestApp) {
     assert_eq!(s["actor_user_id"], w.user);
     assert!(s["job_id"].is_string());
     assert_eq!(
-        requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions")
+        w.requests("POST", "/rest/api/2/issue/APP-1/transitions")
             .await
             .len(),
         1
@@ -266,7 +145,7 @@ async fn outbound_status_decisions(app: TestApp) {
         "10101"
     );
     assert!(
-        requests(&w, "POST", "/rest/api/2/issue/APP-2/transitions")
+        w.requests("POST", "/rest/api/2/issue/APP-2/transitions")
             .await
             .is_empty()
     );
@@ -317,7 +196,9 @@ async fn outbound_status_decisions(app: TestApp) {
             .contains("sync_status_forward is off")
     );
     // The coalesced job pushed the latest state once: unresolved (transition 21 to 3).
-    let posts = requests(&w, "POST", "/rest/api/2/issue/CO-1/transitions").await;
+    let posts = w
+        .requests("POST", "/rest/api/2/issue/CO-1/transitions")
+        .await;
     assert_eq!(posts.len(), 1);
     assert_eq!(
         serde_json::from_slice::<Value>(&posts[0].body).unwrap(),
@@ -367,7 +248,7 @@ async fn assignee_without_verified_email_leaves_the_external_issue_alone(app: Te
         .respond_with(ResponseTemplate::new(204))
         .mount(&w.mock)
         .await;
-    mock_ado_patch(&w).await;
+    mock_ado_patch(&w.mock, 31).await;
     let g = w
         .group(&app, &[(w.jira_server, "APP-9"), (w.vsts, "31")])
         .await;
@@ -406,13 +287,13 @@ async fn assignee_without_verified_email_leaves_the_external_issue_alone(app: Te
     // The group really has no assignee now: both are unassigned.
     put_group(&app, g, json!({"assignedTo": null})).await;
     app.drain().await;
-    let puts = requests(&w, "PUT", "/rest/api/2/issue/APP-9/assignee").await;
+    let puts = w.requests("PUT", "/rest/api/2/issue/APP-9/assignee").await;
     assert_eq!(puts.len(), 1);
     assert_eq!(
         serde_json::from_slice::<Value>(&puts[0].body).unwrap(),
         json!({"name": null})
     );
-    let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
+    let patches = w.requests("PATCH", "/_apis/wit/workitems/31").await;
     assert_eq!(patches.len(), 1);
     assert_eq!(
         serde_json::from_slice::<Value>(&patches[0].body).unwrap(),
@@ -436,15 +317,8 @@ async fn outbound_assignee_decisions(app: TestApp) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(&w.mock)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/graph/users"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"value": [{"mailAddress": "Lauryn@Sentry.io"}]})),
-        )
-        .mount(&w.mock)
-        .await;
-    mock_ado_patch(&w).await;
+    mock_ado_users(&w.mock, &["Lauryn@Sentry.io"]).await;
+    mock_ado_patch(&w.mock, 31).await;
     let g = w
         .group(&app, &[(w.jira_server, "APP-1"), (w.vsts, "31")])
         .await;
@@ -467,7 +341,7 @@ async fn outbound_assignee_decisions(app: TestApp) {
         "{nf}"
     );
     assert!(
-        requests(&w, "PUT", "/rest/api/2/issue/APP-1/assignee")
+        w.requests("PUT", "/rest/api/2/issue/APP-1/assignee")
             .await
             .is_empty()
     );
@@ -486,19 +360,11 @@ async fn outbound_assignee_decisions(app: TestApp) {
     app.drain().await;
 
     // From Jira Server: applied here, pushed to ADO, never back to Jira Server.
-    let token =
-        issuesync::providers::jira_server::auth::make_token(JIRA_SERVER_ID, "a long secret value")
-            .unwrap();
+    let token = jira_server_token(JIRA_SERVER_SECRET);
     let hook = json!({"timestamp": 5, "user": {"name": "asmith"}, "changelog": {"items": [{"field": "assignee"}], "id": 1},
         "issue": {"key": "APP-1", "fields": {"assignee": {"emailAddress": "lauryn@sentry.io"}}}});
-    let r = app
-        .client
-        .post(app.url(&format!("/extensions/jira-server/issue-updated/{token}/")))
-        .json(&hook)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (s, _) = post_jira_server(&app, &token, &hook).await;
+    assert_eq!(s, 200);
     app.drain().await;
     let ds = group_decisions(&app, g).await;
     let back = find(&ds, "outbound", "assignee", "source_integration");
@@ -506,11 +372,11 @@ async fn outbound_assignee_decisions(app: TestApp) {
     assert_eq!(back["integration_id"], w.jira_server);
     assert!(back["delivery_id"].is_i64(), "caused by the delivery");
     assert_eq!(
-        requests(&w, "PATCH", "/_apis/wit/workitems/31").await.len(),
+        w.requests("PATCH", "/_apis/wit/workitems/31").await.len(),
         2
     );
     assert!(
-        requests(&w, "PUT", "/rest/api/2/issue/APP-1/assignee")
+        w.requests("PUT", "/rest/api/2/issue/APP-1/assignee")
             .await
             .is_empty()
     );

@@ -6,6 +6,7 @@
 mod common;
 
 use common::decisions::{api_pages, group_decisions, id, install, org_team_project};
+use common::sync::{linked_group, put_group};
 use common::{Backend, Seq, TestApp};
 use serde_json::{Value, json};
 
@@ -38,25 +39,9 @@ async fn world(app: &TestApp, config: Value) -> World {
 
 impl World {
     async fn group(&self, app: &TestApp, keys: &[&str]) -> i64 {
-        let g = id(&app
-            .create(
-                &format!("/projects/{}/groups", self.project),
-                json!({"title": "TypeError: x"}),
-            )
-            .await);
-        for key in keys {
-            app.create("/external-issues", json!({"organization_id": self.org, "integration_id": self.jira_server, "key": key, "group_ids": [g]}))
-                .await;
-        }
-        g
+        let links: Vec<(i64, &str)> = keys.iter().map(|k| (self.jira_server, *k)).collect();
+        linked_group(app, self.org, self.project, "TypeError: x", &links).await
     }
-}
-
-async fn put_group(app: &TestApp, g: i64, body: Value) {
-    let (s, v) = app
-        .api(reqwest::Method::PUT, &format!("/groups/{g}"), Some(body))
-        .await;
-    assert_eq!(s, 200, "{v}");
 }
 
 async fn timelines_page_and_refuse_bad_parameters(app: TestApp) {

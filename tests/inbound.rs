@@ -5,17 +5,15 @@
 mod common;
 
 use common::TestApp;
+use common::decisions::{install, org_team_project};
+use common::sync::{
+    ADO_SECRET, COLLECTION, JIRA_CLIENT_KEY, JIRA_SECRET, JIRA_SERVER_ID, JIRA_SERVER_SECRET,
+    PROJECT_GUID, connect_jwt, fixture, jira_server_token, mock_jira_statuses, named_jobs,
+    outbound_jobs, post_jira, post_jira_server, post_vsts,
+};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const COLLECTION: &str = "80ded3e8-3cd3-43b1-9f96-52032624aa3a";
-const PROJECT_GUID: &str = "c0bf429a-c03c-4a99-9336-d45be74db5a6";
-const ADO_SECRET: &str = "3f1c9a0e5b7d2c4e6f8a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
-const JIRA_SECRET: &str = "test-shared-secret-do-not-use";
-const JIRA_CLIENT_KEY: &str = "jira:1e5b9b2a-8a8f-4c2b-9d7e-2b8c1f0e7a11";
-const JIRA_SERVER_ID: &str = "jira.example.com:issuesync";
-const JIRA_SERVER_SECRET: &str = "a long secret value";
 
 sqlite_and_pg_redis_tests!(
     vsts_assign_reassign_unassign,
@@ -33,11 +31,6 @@ sqlite_and_pg_redis_tests!(
     deliveries_can_be_listed_and_replayed,
     stored_job_is_the_process_webhook_job_of_its_delivery,
 );
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
-}
 
 struct World {
     org: i64,
@@ -68,18 +61,6 @@ impl World {
     }
 }
 
-async fn install(app: &TestApp, integration: i64, org: i64, config: Value) -> i64 {
-    let (s, oi) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/integrations/{integration}/organizations/{org}"),
-            Some(json!({"config": config})),
-        )
-        .await;
-    assert_eq!(s, 200, "{oi}");
-    oi["id"].as_i64().unwrap()
-}
-
 /// Inbound switches only: outbound pushes are tests/outbound.rs' business.
 fn all_sync() -> Value {
     json!({"sync_status_reverse": true, "sync_reverse_assignment": true})
@@ -87,25 +68,7 @@ fn all_sync() -> Value {
 
 async fn world(app: &TestApp) -> World {
     let mock = MockServer::start().await;
-    let org = app.create("/organizations", json!({"name": "Acme"})).await["id"]
-        .as_i64()
-        .unwrap();
-    let team = app
-        .create(
-            &format!("/organizations/{org}/teams"),
-            json!({"name": "Backend"}),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let project = app
-        .create(
-            &format!("/organizations/{org}/projects"),
-            json!({"name": "Web", "teams": [team]}),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
+    let (org, team, project) = org_team_project(app, "Web", None).await;
     let user = app
         .create(
             "/users",
@@ -158,15 +121,15 @@ async fn world(app: &TestApp) -> World {
         .mount(&mock)
         .await;
     // Jira statuses: 10101 is done.
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/status"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    mock_jira_statuses(
+        &mock,
+        json!([
             {"id": "10101", "name": "Done", "statusCategory": {"key": "done"}},
             {"id": "3", "name": "In Progress", "statusCategory": {"key": "indeterminate"}},
             {"id": "1", "name": "Open", "statusCategory": {"key": "new"}},
-            {"id": "5", "name": "Resolved", "statusCategory": {"key": "done"}}])))
-        .mount(&mock)
-        .await;
+            {"id": "5", "name": "Resolved", "statusCategory": {"key": "done"}}]),
+    )
+    .await;
     World {
         org,
         project,
@@ -179,19 +142,6 @@ async fn world(app: &TestApp) -> World {
     }
 }
 
-async fn post_vsts(app: &TestApp, body: &Value, secret: Option<&str>) -> (u16, Value) {
-    let mut req = app
-        .client
-        .post(app.url("/extensions/vsts/issue-updated/"))
-        .json(body);
-    if let Some(s) = secret {
-        req = req.header("shared-secret", s);
-    }
-    let r = req.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
 /// A client of its own for an oversized body: the server answers 413 and closes the
 /// connection before reading it all, which must not poison the shared client's pool.
 fn oversized_client() -> reqwest::Client {
@@ -199,42 +149,6 @@ fn oversized_client() -> reqwest::Client {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()
-}
-
-fn jira_server_token(secret: &str) -> String {
-    issuesync::providers::jira_server::auth::make_token(JIRA_SERVER_ID, secret).unwrap()
-}
-
-async fn post_jira_server(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
-    let r = app
-        .client
-        .post(app.url(&format!("/extensions/jira-server/issue-updated/{token}/")))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
-
-fn connect_jwt(secret: &str, path: &str, exp_in: i64) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"iss": JIRA_CLIENT_KEY, "iat": now, "exp": now + exp_in, "qsh": issuesync::providers::jira::auth::qsh("POST", path, &[])});
-    issuesync::providers::jira::auth::sign(&claims, secret).unwrap()
-}
-
-async fn post_jira(app: &TestApp, auth: Option<&str>, body: &Value, id: &str) -> (u16, Value) {
-    let mut req = app
-        .client
-        .post(app.url("/extensions/jira/issue-updated/"))
-        .header("X-Atlassian-Webhook-Identifier", id)
-        .json(body);
-    if let Some(a) = auth {
-        req = req.header("Authorization", a);
-    }
-    let r = req.send().await.unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn group(app: &TestApp, id: i64) -> Value {
@@ -469,16 +383,7 @@ async fn assignee_needs_verified_email_and_project_access(app: TestApp) {
     assert_eq!(got["assignedTo"], Value::Null);
     assert!(got["activity"].as_array().unwrap().is_empty());
     // The jobs ran and finished without error.
-    let jobs = issuesync::ops::list(
-        &app.state.db,
-        &issuesync::store::jobs::JobFilter {
-            job_name: Some("sync_assignee_inbound".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let jobs = named_jobs(&app, "sync_assignee_inbound").await;
     assert_eq!(jobs.len(), 2);
     assert!(jobs.iter().all(|j| j.state == "done"), "{jobs:?}");
 }
@@ -641,16 +546,7 @@ async fn vsts_status_decisions(app: TestApp) {
     assert_eq!(hist.last().unwrap()["status"], 0);
     assert_eq!(hist.last().unwrap()["prev_history_id"], hist[0]["id"]);
     // Inbound status changes are pushed to no integration.
-    let outbound = issuesync::ops::list(
-        &app.state.db,
-        &issuesync::store::jobs::JobFilter {
-            queue: Some("outbound".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let outbound = outbound_jobs(&app).await;
     assert!(outbound.is_empty(), "{outbound:?}");
 }
 

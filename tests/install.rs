@@ -3,11 +3,10 @@
 
 mod common;
 
+use common::sync::{PRIVATE, post_jira_server};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
 
 async fn install(backend: common::Backend) {
     let Some(app) = common::spawn_app_with(backend, common::Seq::Local, |s| {
@@ -163,14 +162,8 @@ async fn install(backend: common::Backend) {
     );
     // The registered URL works: a webhook signed with that token is accepted.
     let hook = json!({"timestamp": 1, "changelog": {"items": [{"field": "assignee"}], "id": 1}, "issue": {"key": "X-1", "fields": {"assignee": null}}});
-    let r = app
-        .client
-        .post(app.url(&format!("/extensions/jira-server/issue-updated/{token}/")))
-        .json(&hook)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (s, _) = post_jira_server(&app, token, &hook).await;
+    assert_eq!(s, 200);
     // Bad input.
     let (s, _) = app.post("/integrations/jira-server/install", json!({"organization_id": org, "url": "not a url", "consumer_key": "k", "private_key": PRIVATE, "access_token": "t"})).await;
     assert_eq!(s, 400);

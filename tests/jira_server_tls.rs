@@ -7,11 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::TestApp;
+use common::sync::{PRIVATE, body, linked_group, outbound_jobs, put_group, requests};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
 
 sqlite_and_pg_redis_tests!(self_signed_jira_server_works_only_with_verify_ssl_false);
 
@@ -56,7 +55,6 @@ async fn self_signed_jira_server_works_only_with_verify_ssl_false(app: TestApp) 
     let mock = MockServer::start().await;
     let port = self_signed_tls_in_front_of(*mock.address()).await;
     let base = format!("https://localhost:{port}/jira");
-    let id = |v: Value| v["id"].as_i64().unwrap();
     let common::seed::Seed {
         org, project, user, ..
     } = common::seed::org_team_project_member(&app).await;
@@ -126,36 +124,15 @@ async fn self_signed_jira_server_works_only_with_verify_ssl_false(app: TestApp) 
     assert_eq!(registrations, 1);
 
     // And the sync's API calls use it too: an outbound assignment reaches the issue.
-    let group = id(app
-        .create(
-            &format!("/projects/{project}/groups"),
-            json!({"title": "boom"}),
-        )
-        .await);
-    app.create(
-        "/external-issues",
-        json!({"organization_id": org, "integration_id": i["id"], "key": "PROJ-1", "group_ids": [group]}),
-    )
-    .await;
+    let integration = i["id"].as_i64().expect("integration id");
+    let group = linked_group(&app, org, project, "boom", &[(integration, "PROJ-1")]).await;
     let _workers = app.start_workers();
-    let (s, v) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/groups/{group}"),
-            Some(json!({"assignedTo": format!("user:{user}")})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    put_group(&app, group, json!({"assignedTo": format!("user:{user}")})).await;
     app.drain().await;
-    let puts: Vec<Value> = mock
-        .received_requests()
+    let puts: Vec<Value> = requests(&mock, "PUT", "/jira/rest/api/2/issue/PROJ-1/assignee")
         .await
-        .unwrap()
         .iter()
-        .filter(|r| {
-            r.method.as_str() == "PUT" && r.url.path() == "/jira/rest/api/2/issue/PROJ-1/assignee"
-        })
-        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .map(body)
         .collect();
     assert_eq!(puts, [json!({"name": "lauryn"})]);
 
@@ -169,26 +146,10 @@ async fn self_signed_jira_server_works_only_with_verify_ssl_false(app: TestApp) 
         .await;
     assert_eq!(s, 200);
     let before = mock.received_requests().await.unwrap().len();
-    let (s, _) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/groups/{group}"),
-            Some(json!({"assignedTo": null})),
-        )
-        .await;
-    assert_eq!(s, 200);
+    put_group(&app, group, json!({"assignedTo": null})).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let job = loop {
-        let jobs = issuesync::ops::list(
-            &app.state.db,
-            &issuesync::store::jobs::JobFilter {
-                queue: Some("outbound".into()),
-                ..Default::default()
-            },
-            10,
-        )
-        .await
-        .unwrap();
+        let jobs = outbound_jobs(&app).await;
         if let Some(j) = jobs.into_iter().find(|j| j.last_error.is_some()) {
             break j;
         }

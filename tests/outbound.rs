@@ -4,11 +4,14 @@
 mod common;
 
 use common::TestApp;
+use common::sync::{
+    JIRA_SERVER_SECRET, body, jira_server_token, jobs_in_state, mock_ado_patch, mock_ado_users,
+    mock_jira_issue, mock_jira_issue_gone, named_jobs, outbound_jobs, post_jira_server, put_group,
+};
+use common::world::world;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
+use wiremock::{Mock, ResponseTemplate};
 
 sqlite_and_pg_redis_tests!(
     jira_server_transition_signed_with_oauth1,
@@ -23,145 +26,10 @@ sqlite_and_pg_redis_tests!(
     jira_server_assignee_lookup,
 );
 
-struct World {
-    org: i64,
-    project: i64,
-    user: i64,
-    jira_server: i64,
-    jira: i64,
-    vsts: i64,
-    mock: MockServer,
-}
-
-async fn world(app: &TestApp) -> World {
-    let mock = MockServer::start().await;
-    let org = app.create("/organizations", json!({"name": "Acme"})).await["id"]
-        .as_i64()
-        .unwrap();
-    let team = app
-        .create(
-            &format!("/organizations/{org}/teams"),
-            json!({"name": "Backend"}),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let project = app
-        .create(
-            &format!("/organizations/{org}/projects"),
-            json!({"name": "Web", "teams": [team]}),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let user = app.create("/users", json!({"name": "Lauryn", "emails": [{"email": "lauryn@sentry.io", "is_verified": true}]})).await["id"].as_i64().unwrap();
-    app.create(
-        &format!("/organizations/{org}/members"),
-        json!({"user_id": user, "teams": [team]}),
-    )
-    .await;
-    let id = |v: Value| v["id"].as_i64().unwrap();
-    let jira_server = id(app
-        .create("/integrations", json!({"provider": "jira_server", "external_id": "jira.example.com:issuesync", "name": "issuesync",
-            "metadata": {"base_url": mock.uri(), "webhook_secret": "a long secret value", "consumer_key": "issuesync", "private_key": PRIVATE, "access_token": "tok-123"}}))
-        .await);
-    let jira = id(app
-        .create("/integrations", json!({"provider": "jira", "external_id": "jira:tenant", "name": "JIRA", "metadata": {"base_url": mock.uri(), "shared_secret": "cloud-secret"}}))
-        .await);
-    let vsts = id(app
-        .create("/integrations", json!({"provider": "vsts", "external_id": "80ded3e8-3cd3-43b1-9f96-52032624aa3a", "name": "acct",
-            "metadata": {"domain_name": format!("{}/", mock.uri()), "vssps_url": mock.uri(), "access_token": "ado-token", "subscription": {"id": "s", "secret": "ado-secret"}}}))
-        .await);
-    let config = json!({"sync_status_forward": true, "sync_status_reverse": true, "sync_forward_assignment": true, "sync_reverse_assignment": true});
-    for (i, ext, resolved, unresolved) in [
-        (jira_server, "10000", "10101", "3"),
-        (jira, "10000", "10101", "3"),
-        (vsts, "proj-guid", "Resolved", "Active"),
-    ] {
-        let (_, oi) = app
-            .api(
-                reqwest::Method::PUT,
-                &format!("/integrations/{i}/organizations/{org}"),
-                Some(json!({"config": config})),
-            )
-            .await;
-        let (s, _) = app
-            .post(&format!("/organization-integrations/{}/external-projects", oi["id"]), json!({"external_id": ext, "resolved_status": resolved, "unresolved_status": unresolved}))
-            .await;
-        assert_eq!(s, 200);
-    }
-    World {
-        org,
-        project,
-        user,
-        jira_server,
-        jira,
-        vsts,
-        mock,
-    }
-}
-
-impl World {
-    /// A group linked to `key` of each given integration.
-    async fn group(&self, app: &TestApp, links: &[(i64, &str)]) -> i64 {
-        let g = app
-            .create(
-                &format!("/projects/{}/groups", self.project),
-                json!({"title": "boom"}),
-            )
-            .await["id"]
-            .as_i64()
-            .unwrap();
-        for (integration, key) in links {
-            app.create("/external-issues", json!({"organization_id": self.org, "integration_id": integration, "key": key, "group_ids": [g]})).await;
-        }
-        g
-    }
-}
-
-async fn put_group(app: &TestApp, g: i64, body: Value) -> Value {
-    let (s, v) = app
-        .api(reqwest::Method::PUT, &format!("/groups/{g}"), Some(body))
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v
-}
-
-async fn requests(w: &World, method_name: &str, path_str: &str) -> Vec<Request> {
-    w.mock
-        .received_requests()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.method.as_str() == method_name && r.url.path() == path_str)
-        .collect()
-}
-
-fn body(r: &Request) -> Value {
-    serde_json::from_slice(&r.body).unwrap_or(Value::Null)
-}
-
-async fn mock_jira_issue(w: &World, key: &str, status: &str) {
-    Mock::given(method("GET"))
-        .and(path(format!("/rest/api/2/issue/{key}")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"key": key, "fields": {"status": {"id": status}, "project": {"id": "10000"}}}),
-        ))
-        .mount(&w.mock)
-        .await;
-    let transitions: Value =
-        serde_json::from_str(include_str!("fixtures/jira_transitions_response.json")).unwrap();
-    Mock::given(method("GET"))
-        .and(path(format!("/rest/api/2/issue/{key}/transitions")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(transitions))
-        .mount(&w.mock)
-        .await;
-}
-
 async fn jira_server_transition_signed_with_oauth1(app: TestApp) {
     let w = world(&app).await;
-    mock_jira_issue(&w, "APP-1", "1").await;
-    mock_jira_issue(&w, "APP-2", "10101").await;
+    mock_jira_issue(&w.mock, "APP-1", "1", "10000").await;
+    mock_jira_issue(&w.mock, "APP-2", "10101", "10000").await;
     Mock::given(method("POST"))
         .and(path("/rest/api/2/issue/APP-1/transitions"))
         .respond_with(ResponseTemplate::new(204))
@@ -181,7 +49,9 @@ async fn jira_server_transition_signed_with_oauth1(app: TestApp) {
     assert!(v["resolved_at"].as_i64().is_some());
     put_group(&app, g2, json!({"status": "resolved"})).await;
     app.drain().await;
-    let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
+    let posts = w
+        .requests("POST", "/rest/api/2/issue/APP-1/transitions")
+        .await;
     if posts.is_empty() {
         let all = issuesync::ops::list(&app.state.db, &Default::default(), 50)
             .await
@@ -211,7 +81,7 @@ async fn jira_server_transition_signed_with_oauth1(app: TestApp) {
         "bad OAuth1 header: {:?}",
         posts[0].headers.get("authorization")
     );
-    for r in requests(&w, "GET", "/rest/api/2/issue/APP-1").await {
+    for r in w.requests("GET", "/rest/api/2/issue/APP-1").await {
         assert!(
             common::oauth::verify_oauth1(&r, "issuesync", "tok-123"),
             "GET with a query is signed with it"
@@ -219,7 +89,7 @@ async fn jira_server_transition_signed_with_oauth1(app: TestApp) {
     }
     // APP-2 already had the target status: no transition was posted (expect(0)).
     assert!(
-        requests(&w, "POST", "/rest/api/2/issue/APP-2/transitions")
+        w.requests("POST", "/rest/api/2/issue/APP-2/transitions")
             .await
             .is_empty()
     );
@@ -237,11 +107,7 @@ async fn ado_state_assign_and_unassign(app: TestApp) {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"count": 2, "value": [{"id": "other", "name": "Other"}, {"id": "proj-guid", "name": "MyFirstProject"}]})))
         .mount(&w.mock)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/graph/users"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [{"mailAddress": "someone@else.io"}, {"mailAddress": "Lauryn@Sentry.io"}]})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_users(&w.mock, &["someone@else.io", "Lauryn@Sentry.io"]).await;
     Mock::given(method("PATCH"))
         .and(path("/_apis/wit/workitems/31"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 31, "rev": 9})))
@@ -255,7 +121,7 @@ async fn ado_state_assign_and_unassign(app: TestApp) {
     app.drain().await;
     put_group(&app, g, json!({"assignedTo": null})).await;
     app.drain().await;
-    let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
+    let patches = w.requests("PATCH", "/_apis/wit/workitems/31").await;
     let bodies: Vec<Value> = patches.iter().map(body).collect();
     assert_eq!(
         bodies,
@@ -299,7 +165,7 @@ async fn jira_cloud_assignee_lookup(app: TestApp) {
     let _workers = app.start_workers();
     put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
     app.drain().await;
-    let puts = requests(&w, "PUT", "/rest/api/2/issue/APP-9/assignee").await;
+    let puts = w.requests("PUT", "/rest/api/2/issue/APP-9/assignee").await;
     assert_eq!(puts.len(), 1);
     assert_eq!(body(&puts[0]), json!({"accountId": "abc123"}));
     let auth = puts[0]
@@ -331,7 +197,7 @@ async fn jira_cloud_assignee_lookup(app: TestApp) {
     put_group(&app, g, json!({"assignedTo": format!("team:{team}")})).await;
     app.drain().await;
     assert_eq!(
-        requests(&w, "PUT", "/rest/api/2/issue/APP-9/assignee")
+        w.requests("PUT", "/rest/api/2/issue/APP-9/assignee")
             .await
             .len(),
         1
@@ -340,7 +206,7 @@ async fn jira_cloud_assignee_lookup(app: TestApp) {
 
 async fn rate_limited_provider_is_waited_for_without_using_attempts(app: TestApp) {
     let w = world(&app).await;
-    mock_jira_issue(&w, "APP-1", "1").await;
+    mock_jira_issue(&w.mock, "APP-1", "1", "10000").await;
     Mock::given(method("POST"))
         .and(path("/rest/api/2/issue/APP-1/transitions"))
         .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "2"))
@@ -357,22 +223,15 @@ async fn rate_limited_provider_is_waited_for_without_using_attempts(app: TestApp
     let g = w.group(&app, &[(w.jira_server, "APP-1")]).await;
     let _workers = app.start_workers();
     put_group(&app, g, json!({"status": "resolved"})).await;
-    let jobs = issuesync::ops::list(
-        &app.state.db,
-        &issuesync::store::jobs::JobFilter {
-            job_name: Some("sync_status_outbound".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let jobs = named_jobs(&app, "sync_status_outbound").await;
     let job = app.wait_job_state(&jobs[0].id, "done", 40).await;
     assert_eq!(job.job.attempts, 1, "429s used attempts: {:?}", job.history);
     let outcomes: Vec<&str> = job.history.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(outcomes, ["snoozed", "snoozed", "snoozed", "done"]);
     // The mock never saw a request earlier than Retry-After allowed.
-    let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
+    let posts = w
+        .requests("POST", "/rest/api/2/issue/APP-1/transitions")
+        .await;
     assert_eq!(posts.len(), 4);
     let times: Vec<i64> = job.history.iter().map(|a| a.started_at).collect();
     for pair in job.history.windows(2) {
@@ -386,43 +245,22 @@ async fn rate_limited_provider_is_waited_for_without_using_attempts(app: TestApp
 
 async fn inbound_assignment_reaches_the_other_integration_only(app: TestApp) {
     let w = world(&app).await;
-    Mock::given(method("GET"))
-        .and(path("/_apis/graph/users"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"value": [{"mailAddress": "lauryn@sentry.io"}]})),
-        )
-        .mount(&w.mock)
-        .await;
-    Mock::given(method("PATCH"))
-        .and(path("/_apis/wit/workitems/31"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_users(&w.mock, &["lauryn@sentry.io"]).await;
+    mock_ado_patch(&w.mock, 31).await;
     let g = w
         .group(&app, &[(w.jira_server, "APP-1"), (w.vsts, "31")])
         .await;
     let _workers = app.start_workers();
-    let token = issuesync::providers::jira_server::auth::make_token(
-        "jira.example.com:issuesync",
-        "a long secret value",
-    )
-    .unwrap();
+    let token = jira_server_token(JIRA_SERVER_SECRET);
     let hook = json!({"timestamp": 5, "changelog": {"items": [{"field": "assignee"}], "id": 1}, "issue": {"key": "APP-1", "fields": {"assignee": {"emailAddress": "lauryn@sentry.io"}}}});
-    let r = app
-        .client
-        .post(app.url(&format!("/extensions/jira-server/issue-updated/{token}/")))
-        .json(&hook)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (s, _) = post_jira_server(&app, &token, &hook).await;
+    assert_eq!(s, 200);
     app.drain().await;
     assert_eq!(
         app.get(&format!("/groups/{g}")).await.1["assignedTo"],
         format!("user:{}", w.user)
     );
-    let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
+    let patches = w.requests("PATCH", "/_apis/wit/workitems/31").await;
     assert_eq!(patches.len(), 1);
     assert_eq!(
         body(&patches[0]),
@@ -448,7 +286,7 @@ async fn inbound_assignment_reaches_the_other_integration_only(app: TestApp) {
 
 async fn regression_syncs_and_ignore_does_not(app: TestApp) {
     let w = world(&app).await;
-    mock_jira_issue(&w, "APP-1", "10101").await;
+    mock_jira_issue(&w.mock, "APP-1", "10101", "10000").await;
     Mock::given(method("POST"))
         .and(path("/rest/api/2/issue/APP-1/transitions"))
         .respond_with(ResponseTemplate::new(204))
@@ -456,16 +294,7 @@ async fn regression_syncs_and_ignore_does_not(app: TestApp) {
         .await;
     let g = w.group(&app, &[(w.jira_server, "APP-1")]).await;
     put_group(&app, g, json!({"status": "ignored"})).await;
-    let jobs = issuesync::ops::list(
-        &app.state.db,
-        &issuesync::store::jobs::JobFilter {
-            queue: Some("outbound".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let jobs = outbound_jobs(&app).await;
     assert!(jobs.is_empty(), "ignoring enqueued a sync: {jobs:?}");
     let v = put_group(
         &app,
@@ -484,7 +313,9 @@ async fn regression_syncs_and_ignore_does_not(app: TestApp) {
     );
     let _workers = app.start_workers();
     app.drain().await;
-    let posts = requests(&w, "POST", "/rest/api/2/issue/APP-1/transitions").await;
+    let posts = w
+        .requests("POST", "/rest/api/2/issue/APP-1/transitions")
+        .await;
     assert_eq!(posts.len(), 1);
     assert_eq!(
         body(&posts[0]),
@@ -533,44 +364,24 @@ async fn pending_outbound_jobs_coalesce(app: TestApp) {
         json!({"user_id": other}),
     )
     .await;
-    Mock::given(method("GET")).and(path("/_apis/graph/users")).respond_with(ResponseTemplate::new(200).set_body_json(json!({"value": [{"mailAddress": "lauryn@sentry.io"}, {"mailAddress": "other@sentry.io"}]}))).mount(&w.mock).await;
-    Mock::given(method("PATCH"))
-        .and(path("/_apis/wit/workitems/31"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&w.mock)
-        .await;
+    mock_ado_users(&w.mock, &["lauryn@sentry.io", "other@sentry.io"]).await;
+    mock_ado_patch(&w.mock, 31).await;
     let g = w.group(&app, &[(w.vsts, "31")]).await;
     put_group(&app, g, json!({"assignedTo": format!("user:{other}")})).await;
     put_group(&app, g, json!({"assignedTo": format!("user:{}", w.user)})).await;
-    let jobs = issuesync::ops::list(
-        &app.state.db,
-        &issuesync::store::jobs::JobFilter {
-            job_name: Some("sync_assignee_outbound".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let jobs = named_jobs(&app, "sync_assignee_outbound").await;
     assert_eq!(jobs.len(), 1, "pending intents did not coalesce: {jobs:?}");
     assert_eq!(jobs[0].payload["user_id"], w.user, "the latest intent wins");
     let _workers = app.start_workers();
     app.drain().await;
-    let patches = requests(&w, "PATCH", "/_apis/wit/workitems/31").await;
+    let patches = w.requests("PATCH", "/_apis/wit/workitems/31").await;
     assert_eq!(patches.len(), 1);
     assert_eq!(body(&patches[0])[0]["value"], "lauryn@sentry.io");
 }
 
 async fn permanent_provider_errors_stop_at_once(app: TestApp) {
     let w = world(&app).await;
-    Mock::given(method("GET"))
-        .and(path("/rest/api/2/issue/GONE-1"))
-        .respond_with(
-            ResponseTemplate::new(404)
-                .set_body_string("{\"errorMessages\":[\"Issue does not exist\"]}"),
-        )
-        .mount(&w.mock)
-        .await;
+    mock_jira_issue_gone(&w.mock, "GONE-1").await;
     Mock::given(method("GET"))
         .and(path("/rest/api/2/issue/NOMAP-1"))
         .respond_with(
@@ -586,16 +397,7 @@ async fn permanent_provider_errors_stop_at_once(app: TestApp) {
     put_group(&app, g1, json!({"status": "resolved"})).await;
     put_group(&app, g2, json!({"status": "resolved"})).await;
     app.drain().await;
-    let dead = issuesync::ops::list(
-        &app.state.db,
-        &issuesync::store::jobs::JobFilter {
-            state: Some("dead".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let dead = jobs_in_state(&app, "dead").await;
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert!(dead.iter().all(|j| j.attempts == 1));
     let errors: Vec<String> = dead.iter().filter_map(|j| j.last_error.clone()).collect();
@@ -676,7 +478,7 @@ async fn ado_token_refreshed_once_on_401(app: TestApp) {
     tx.commit().await.unwrap();
     let _workers = app.start_workers();
     app.drain().await;
-    let ok = requests(&w, "PATCH", "/ado2/_apis/wit/workitems/5").await;
+    let ok = w.requests("PATCH", "/ado2/_apis/wit/workitems/5").await;
     assert_eq!(
         ok.iter()
             .filter(|r| r.headers.get("authorization").unwrap() == "Bearer new-token")
@@ -697,16 +499,7 @@ async fn ado_token_refreshed_once_on_401(app: TestApp) {
     );
     drop(tx);
     // Without a refresh token the job stops with a clear reason.
-    let dead = issuesync::ops::list(
-        &app.state.db,
-        &issuesync::store::jobs::JobFilter {
-            state: Some("dead".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
+    let dead = jobs_in_state(&app, "dead").await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
         dead[0]
@@ -744,14 +537,16 @@ async fn jira_server_assignee_lookup(app: TestApp) {
     app.drain().await;
     put_group(&app, g, json!({"assignedTo": null})).await;
     app.drain().await;
-    let puts = requests(&w, "PUT", "/rest/api/2/issue/APP-1/assignee").await;
+    let puts = w.requests("PUT", "/rest/api/2/issue/APP-1/assignee").await;
     let bodies: Vec<Value> = puts.iter().map(body).collect();
     assert_eq!(bodies, [json!({"name": "lauryn"}), json!({"name": null})]);
     assert!(
         puts.iter()
             .all(|r| common::oauth::verify_oauth1(r, "issuesync", "tok-123"))
     );
-    let searches = requests(&w, "GET", "/rest/api/2/user/assignable/search").await;
+    let searches = w
+        .requests("GET", "/rest/api/2/user/assignable/search")
+        .await;
     assert!(
         !searches.is_empty()
             && searches

@@ -7,6 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::TestApp;
+use common::sync::{linked_group, put_group};
 use serde_json::json;
 
 db_tests!(project_delete_cascades_to_every_referencing_table);
@@ -103,31 +104,15 @@ async fn project_delete_cascades_to_every_referencing_table(app: TestApp) {
         .await);
 
     // One row in every table that hangs off the project (project_teams came with it).
-    let group = id(app
-        .create(
-            &format!("/projects/{project}/groups"),
-            json!({"title": "boom"}),
-        )
-        .await);
-    // Linked first, so that the changes below are pushed (and their decisions recorded).
-    app.create(
-        "/external-issues",
-        json!({"organization_id": org, "integration_id": integration, "key": "PROJ-1", "group_ids": [group]}),
-    )
-    .await; // group_links
+    // Linked first, so that the changes below are pushed (and their decisions recorded):
+    // group_links.
+    let group = linked_group(&app, org, project, "boom", &[(integration, "PROJ-1")]).await;
     for body in [
         json!({"assignedTo": format!("user:{user}")}), // group_assignees, group_subscriptions, activities
         json!({"status": "resolved"}),                 // group_history
         json!({"status": "unresolved"}),               // group_history with prev_history_id
     ] {
-        let (s, v) = app
-            .api(
-                reqwest::Method::PUT,
-                &format!("/groups/{group}"),
-                Some(body),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
+        put_group(&app, group, body).await;
     }
     // The outbound jobs of those changes record why they did nothing (the integration is not
     // installed on the organization): sync_decisions rows of the group.

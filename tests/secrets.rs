@@ -6,13 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::sync::{PRIVATE, linked_group, put_group};
 use common::{Backend, Seq};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const PRIVATE: &str = include_str!("fixtures/test_rsa_private.pem");
 const ADO: &str = include_str!("fixtures/vsts_workitem_updated_assignee_change.json");
 const ADO_SECRET: &str = "ado-secret-4f1c9a7e2b";
 const WEBHOOK_SECRET: &str = "jira-server-webhook-secret-77aa";
@@ -108,17 +108,7 @@ async fn secrets_stay_out_of_logs(backend: Backend, seq: Seq) {
         )
         .await;
     }
-    let g = id(app
-        .create(
-            &format!("/projects/{project}/groups"),
-            json!({"title": "boom"}),
-        )
-        .await);
-    app.create(
-        "/external-issues",
-        json!({"organization_id": org, "integration_id": server, "key": "APP-1", "group_ids": [g]}),
-    )
-    .await;
+    let g = linked_group(&app, org, project, "boom", &[(server, "APP-1")]).await;
 
     // The service under test: one process, debug logs captured.
     let log_path = app.db.url.replace("sqlite://", "").replace("test.db", "") + "service.log";
@@ -202,14 +192,7 @@ async fn secrets_stay_out_of_logs(backend: Backend, seq: Seq) {
         .unwrap();
     assert_eq!(r.status(), 200);
     // An outbound sync that fails at the provider (OAuth1 with the private key and token).
-    let (s, _) = app
-        .api(
-            reqwest::Method::PUT,
-            &format!("/groups/{g}"),
-            Some(json!({"status": "unresolved"})),
-        )
-        .await;
-    assert_eq!(s, 200);
+    put_group(&app, g, json!({"status": "unresolved"})).await;
 
     // Wait until the work is over: the sync job dead, the Discord job done.
     let deadline = Instant::now() + Duration::from_secs(60);

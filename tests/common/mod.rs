@@ -6,6 +6,8 @@
 pub mod decisions;
 pub mod oauth;
 pub mod seed;
+pub mod sync;
+pub mod world;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
