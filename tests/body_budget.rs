@@ -18,25 +18,6 @@ const ADO: &str = include_str!("fixtures/vsts_workitem_updated_assignee_change.j
 const COLLECTION: &str = "80ded3e8-3cd3-43b1-9f96-52032624aa3a";
 const SECRET: &str = "body-budget-test-secret";
 
-/// The same backend as `app`, with `patch` applied to its settings (unknown keys are
-/// ignored, so this also runs on code without them).
-async fn app_like(app: &TestApp, patch: Value) -> Option<TestApp> {
-    let backend = if app.state.db.backend() == "sqlite" {
-        common::Backend::Sqlite
-    } else {
-        common::Backend::Postgres
-    };
-    let seq = if app.redis_url.is_some() {
-        common::Seq::Redis
-    } else {
-        common::Seq::Local
-    };
-    common::spawn_app_with(backend, seq, |s| {
-        *s = s.clone().with_overrides(patch).expect("settings");
-    })
-    .await
-}
-
 /// How an unauthenticated client holds its body's share of the budget.
 #[derive(Clone, Copy)]
 enum Hold {
@@ -106,15 +87,13 @@ async fn slow_unauthenticated_bodies_do_not_starve_authenticated_webhooks(app: T
         .mount(&keys)
         .await;
     // Room for 4 bodies of 1 MiB, 2 of them before authentication; a body must arrive in 2 s.
-    let Some(app) = app_like(
-        &app,
-        json!({"jira_install_keys_url": keys.uri(), "http": {
+    let Some(app) = app
+        .like(json!({"jira_install_keys_url": keys.uri(), "http": {
             "max_buffered_body_bytes": 4 * 1024 * 1024,
             "max_unauthenticated_body_bytes": 2 * 1024 * 1024,
             "body_timeout_ms": 2000,
-        }}),
-    )
-    .await
+        }}))
+        .await
     else {
         return;
     };

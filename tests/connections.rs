@@ -298,16 +298,7 @@ async fn at_the_cap_a_response_being_written_is_not_cut(app: TestApp) {
 }
 
 async fn app_with_same_more(app: &TestApp, more: serde_json::Value) -> Option<TestApp> {
-    let backend = if app.state.db.backend() == "sqlite" {
-        common::Backend::Sqlite
-    } else {
-        common::Backend::Postgres
-    };
-    let seq = if app.redis_url.is_some() {
-        common::Seq::Redis
-    } else {
-        common::Seq::Local
-    };
+    let (backend, seq) = app.backend_seq();
     app_with(backend, seq, more).await
 }
 

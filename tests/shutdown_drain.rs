@@ -11,30 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 sqlite_and_pg_redis_tests!(a_client_that_reads_nothing_does_not_hold_shutdown);
 
-/// The same backend as `app`, with `patch` applied to its settings.
-async fn app_like(app: &TestApp, patch: Value) -> Option<TestApp> {
-    let backend = if app.state.db.backend() == "sqlite" {
-        common::Backend::Sqlite
-    } else {
-        common::Backend::Postgres
-    };
-    let seq = if app.redis_url.is_some() {
-        common::Seq::Redis
-    } else {
-        common::Seq::Local
-    };
-    common::spawn_app_with(backend, seq, |s| {
-        *s = s.clone().with_overrides(patch).expect("settings");
-    })
-    .await
-}
-
 async fn a_client_that_reads_nothing_does_not_hold_shutdown(app: TestApp) {
-    let Some(app) = app_like(
-        &app,
-        json!({"http": {"body_limit_bytes": 8 * 1024 * 1024, "drain_timeout_ms": 1000}}),
-    )
-    .await
+    let Some(app) = app
+        .like(json!({"http": {"body_limit_bytes": 8 * 1024 * 1024, "drain_timeout_ms": 1000}}))
+        .await
     else {
         return;
     };

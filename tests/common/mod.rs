@@ -211,6 +211,33 @@ pub async fn spawn_app_with(
     })
 }
 
+impl TestApp {
+    /// The backend and Redis setting this app was spawned with.
+    pub fn backend_seq(&self) -> (Backend, Seq) {
+        let backend = if self.state.db.backend() == "sqlite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let seq = if self.redis_url.is_some() {
+            Seq::Redis
+        } else {
+            Seq::Local
+        };
+        (backend, seq)
+    }
+
+    /// Another app like this one (same backend, Redis or not), with `patch` applied to its
+    /// settings.
+    pub async fn like(&self, patch: Value) -> Option<TestApp> {
+        let (backend, seq) = self.backend_seq();
+        spawn_app_with(backend, seq, |s| {
+            *s = s.clone().with_overrides(patch).expect("settings");
+        })
+        .await
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
