@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestApp;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 sqlite_and_pg_redis_tests!(a_client_that_reads_nothing_does_not_hold_shutdown);
