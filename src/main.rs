@@ -414,7 +414,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         other => other,
     };
     let (settings, warnings) = Settings::load_with_warnings(cli.config.as_deref())?;
-    issuesync::telemetry::init(&settings.log_format);
+    // Held to the end: dropping it flushes the spans not exported yet.
+    let _telemetry = issuesync::telemetry::init(&settings.log_format, &settings.otel)?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -988,6 +989,7 @@ async fn jobs(state: &AppState, cmd: JobsCmd) -> anyhow::Result<()> {
             println!("next run:    {} UTC", fmt_ms(j.next_run_ms));
             println!("last error:  {}", j.last_error.as_deref().unwrap_or("-"));
             println!("dedup key:   {}", j.dedup_key.as_deref().unwrap_or("-"));
+            println!("traceparent: {}", j.traceparent.as_deref().unwrap_or("-"));
             println!("payload:     {}", serde_json::to_string(&j.payload)?);
             if let Some(p) = &d.progress {
                 println!(

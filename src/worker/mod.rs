@@ -19,6 +19,7 @@ use issuesync_jobs::{Envelope, Job};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 pub use self::enqueue::{enqueue, enqueue_at, enqueue_fresh};
 use self::error::JobError;
@@ -111,6 +112,53 @@ async fn dispatch(
     let state: AppState = (*state).clone();
 
     let env: Result<Envelope, _> = serde_json::from_value(job);
+    let span = job_span(&job_id, attempt, env.as_ref().ok());
+    run_job(
+        env,
+        state,
+        job_id,
+        worker_name,
+        attempt,
+        started,
+        started_ms,
+    )
+    .instrument(span)
+    .await;
+    Ok(())
+}
+
+/// The span of one attempt: a child of the span that enqueued the job when its envelope
+/// carries a `traceparent`. Its fields are on every log line the attempt writes.
+fn job_span(job_id: &str, attempt: i32, env: Option<&Envelope>) -> tracing::Span {
+    let kind = env.map(|e| e.job.as_str()).unwrap_or("?");
+    let arg = |k: &str| env.and_then(|e| e.args.get(k)).and_then(Value::as_i64);
+    let span = tracing::info_span!(
+        "job",
+        otel.name = %format!("job {kind}"),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        job_id,
+        job = kind,
+        attempt,
+        delivery_id = arg("delivery_id"),
+        integration_id = arg("integration_id"),
+        outcome = tracing::field::Empty,
+    );
+    if let Some(t) = env.and_then(|e| e.traceparent.as_deref()) {
+        crate::trace::continue_trace(&span, t);
+    }
+    span
+}
+
+async fn run_job(
+    env: Result<Envelope, serde_json::Error>,
+    state: AppState,
+    job_id: String,
+    worker_name: String,
+    attempt: i32,
+    started: Instant,
+    started_ms: i64,
+) {
     let (name, queue, outcome) = match env {
         Err(e) => (
             "?".to_string(),
@@ -217,6 +265,11 @@ async fn dispatch(
         Ok(Some(s)) if label == "retry" && s == "dead" => "dead",
         _ => label,
     };
+    let span = tracing::Span::current();
+    span.record("outcome", final_label);
+    if final_label != "done" {
+        span.record("otel.status_code", "error");
+    }
     metrics::histogram!("issuesync_job_duration_seconds", "job" => name.clone()).record(elapsed);
     metrics::counter!("issuesync_job_attempts_total", "job" => name.clone(), "outcome" => final_label).increment(1);
     match written {
@@ -235,7 +288,6 @@ async fn dispatch(
             tracing::error!(job_id, job = name, error = %e, "cannot record the job outcome; it will be rescued")
         }
     }
-    Ok(())
 }
 
 /// Writes the outcome and the attempt row in one transaction; `None` when the worker no
