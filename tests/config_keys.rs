@@ -1,7 +1,6 @@
 //! Variables under `ISSUESYNC_` that are not configuration keys, and a retention that would
 //! delete every sync decision at once, and an OTLP endpoint that is not a URL. Config loading
-//! does not depend on the backend, so
-//! these run on SQLite only.
+//! does not depend on the backend, so these run on SQLite only.
 
 mod common;
 
