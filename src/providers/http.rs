@@ -13,7 +13,6 @@ use tracing::Instrument;
 
 use crate::kv::Kv;
 use crate::providers::ratelimit::Limiter;
-use crate::worker::error::JobError;
 
 /// Sentry's `cache_time` for the Jira clients; we use it for every cached GET.
 pub const CACHE_TTL: Duration = Duration::from_secs(240);
@@ -78,24 +77,6 @@ impl ApiError {
         match self {
             ApiError::Permanent { status, .. } => Some(*status),
             _ => None,
-        }
-    }
-}
-
-impl From<ApiError> for JobError {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::Transient(m) => JobError::Transient(m),
-            ApiError::Permanent { status, message } => {
-                JobError::Permanent(format!("provider answered {status}: {message}"))
-            }
-            ApiError::RateLimited { until, by } => JobError::RateLimited {
-                reason: match by {
-                    Some(by) => format!("{by} asked us to slow down"),
-                    None => "provider rate limit".into(),
-                },
-                until,
-            },
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod jira_lifecycle;
 pub mod ops;
 pub mod refusals;
 pub mod serve;

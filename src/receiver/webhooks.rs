@@ -586,7 +586,7 @@ async fn jira_installed(
             "clientKey, sharedSecret and baseUrl are required",
         ));
     };
-    crate::providers::jira::lifecycle::verify_lifecycle(
+    crate::receiver::jira_lifecycle::verify_lifecycle(
         &state,
         &headers,
         &query,
@@ -653,7 +653,7 @@ async fn jira_uninstalled(
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("clientKey is required"))?;
-    crate::providers::jira::lifecycle::verify_lifecycle(
+    crate::receiver::jira_lifecycle::verify_lifecycle(
         &state,
         &headers,
         &query,

@@ -4,7 +4,6 @@
 //! re-fetch a failed job at once.
 
 pub mod completer;
-pub mod enqueue;
 pub mod error;
 pub mod handlers;
 pub mod poll;
@@ -21,12 +20,14 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-pub use self::enqueue::{enqueue, enqueue_at, enqueue_fresh};
+// Enqueueing sits below the domain (which enqueues follow-ups in its own transactions);
+// these names are kept for the callers above.
 use self::error::JobError;
 use self::poll::{Both, Tick, Wake};
 use crate::db::{Db, SQLITE_JOB_INSERTS};
 use crate::now_ms;
 use crate::startup::AppState;
+pub use crate::store::enqueue::{self, enqueue, enqueue_at, enqueue_fresh};
 use crate::store::jobs::{self, AttemptRecord, Finish};
 
 /// What a handler gets besides its payload.
