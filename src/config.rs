@@ -450,7 +450,15 @@ impl Settings {
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms as usize,
             ),
-            // 0 days would make every hourly purge delete all decisions.
+            // 0 days would make every hourly purge delete all decisions (all finished jobs).
+            (
+                "queue.retention_done_days",
+                usize::try_from(self.queue.retention_done_days).unwrap_or(usize::MAX),
+            ),
+            (
+                "queue.retention_dead_days",
+                usize::try_from(self.queue.retention_dead_days).unwrap_or(usize::MAX),
+            ),
             (
                 "sync_decisions.retention_days",
                 usize::try_from(self.sync_decisions.retention_days).unwrap_or(usize::MAX),

@@ -1,6 +1,6 @@
-//! Variables under `ISSUESYNC_` that are not configuration keys, and a retention that would
-//! delete every sync decision at once, and an OTLP endpoint that is not a URL. Config loading
-//! does not depend on the backend, so these run on SQLite only.
+//! Variables under `ISSUESYNC_` that are not configuration keys, retentions that would delete
+//! every sync decision or finished job at once, and an OTLP endpoint that is not a URL. Config
+//! loading does not depend on the backend, so these run on SQLite only.
 
 mod common;
 
@@ -90,4 +90,21 @@ async fn otel_endpoint_without_a_scheme_is_refused() {
         return;
     };
     assert_eq!(code, 0, "a collector URL is refused: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_job_retention_is_refused() {
+    for key in ["RETENTION_DONE_DAYS", "RETENTION_DEAD_DAYS"] {
+        let var = format!("ISSUESYNC_QUEUE__{key}");
+        let Some((code, err)) = migrate_with(&[(var.as_str(), "0")]).await else {
+            return;
+        };
+        assert_eq!(code, 1, "{var}=0 was accepted: {err}");
+        let named = format!("queue.{}", key.to_lowercase());
+        assert!(err.contains(&named), "{named} is not named: {err}");
+        let Some((code, err)) = migrate_with(&[(var.as_str(), "1")]).await else {
+            return;
+        };
+        assert_eq!(code, 0, "{var}=1 is refused: {err}");
+    }
 }
