@@ -31,6 +31,10 @@ pub enum BenchCmd {
         /// Jobs per fetch (queue.fetch_batch_size of the workers).
         #[arg(long, default_value_t = 1)]
         fetch_batch: usize,
+        /// RUST_LOG of the worker processes; `info` is what a deployment runs (every job gets
+        /// its span), `warn` leaves the job spans disabled.
+        #[arg(long, default_value = "warn")]
+        worker_log: String,
         #[arg(long)]
         json: bool,
     },
@@ -255,6 +259,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
             processes,
             concurrency,
             fetch_batch,
+            worker_log,
             json,
         } => {
             let state = startup::build_state(settings).await?;
@@ -262,9 +267,9 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
             let r = issuesync::bench::queue::burn_down(
                 &state,
                 jobs,
-                processes,
-                concurrency,
+                (processes, concurrency),
                 fetch_batch,
+                &worker_log,
                 config,
             )
             .await?;
@@ -272,8 +277,8 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
                 return super::print_json(&r);
             }
             println!(
-                "{}: {} jobs, {} processes × {} concurrency, {} per fetch",
-                r.backend, r.jobs, r.processes, r.concurrency, r.fetch_batch
+                "{}: {} jobs, {} processes × {} concurrency, {} per fetch, workers' RUST_LOG {}",
+                r.backend, r.jobs, r.processes, r.concurrency, r.fetch_batch, r.worker_log
             );
             println!(
                 "insert: {:.1} s ({:.0} jobs/s)",
