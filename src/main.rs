@@ -86,7 +86,13 @@ struct WorkArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Idle blocking-pool threads (large bodies are hashed there) end after 1 s instead of
+    // tokio's 10 s: each keeps its allocator heap, which held a burst's memory for as long.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
