@@ -279,7 +279,8 @@ async fn bad_input_gets_clear_errors(app: TestApp) {
             json!({"name": "P", "teams": [t["id"]]}),
         )
         .await;
-    assert_eq!(s, 400);
+    // Another organization's team is as unknown in this one as a team that does not exist.
+    assert_eq!(s, 404);
 
     // Nothing half-written: the refused project does not exist.
     let (_, list) = app.get(&format!("/organizations/{org_id}/projects")).await;

@@ -127,10 +127,11 @@ pub async fn create_project(
         )?;
         for team_id in team_ids {
             let team = teams::find_team(&mut tx, *team_id).await?;
+            // A team of another organization is as unknown here as one that does not exist.
             if team.is_none_or(|t| t.organization_id != organization_id) {
-                return Err(ProjectError::Invalid(format!(
-                    "team {team_id} is not in organization {organization_id}"
-                )));
+                return Err(ProjectError::Store(StoreError::NotFound(format!(
+                    "team {team_id} in organization {organization_id}"
+                ))));
             }
         }
         tx.rollback().await.map_err(StoreError::from)?;

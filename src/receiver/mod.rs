@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod json_int;
+pub mod openapi;
 pub mod ops;
 pub mod refusals;
 pub mod serve;

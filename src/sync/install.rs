@@ -90,9 +90,8 @@ pub async fn install_vsts(
             .await?
             .is_none()
         {
-            return Err(InstallError::Invalid(format!(
-                "organization {} does not exist",
-                req.organization_id
+            return Err(InstallError::Store(crate::store::StoreError::NotFound(
+                format!("organization {}", req.organization_id),
             )));
         }
         integrations::find_integration_by_external_id(&mut tx, "vsts", &req.account_id).await?
@@ -197,9 +196,8 @@ pub async fn install_jira_server(
             .await?
             .is_none()
         {
-            return Err(InstallError::Invalid(format!(
-                "organization {} does not exist",
-                req.organization_id
+            return Err(InstallError::Store(crate::store::StoreError::NotFound(
+                format!("organization {}", req.organization_id),
             )));
         }
     }

@@ -33,6 +33,28 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(deliveries::routes())
         .merge(decisions::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin_token))
+        // Added after the route layer, so it is served without a token.
+        .route(
+            "/openapi.json",
+            axum::routing::get(crate::receiver::openapi::openapi_json),
+        )
+}
+
+/// The admin operations of the OpenAPI document (`receiver::openapi::document`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = orgs::Doc::openapi();
+    for part in [
+        users::Doc::openapi(),
+        projects::Doc::openapi(),
+        integrations::Doc::openapi(),
+        jobs::Doc::openapi(),
+        deliveries::Doc::openapi(),
+        decisions::Doc::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
 }
 
 /// Refuses every request without the admin token; with no token configured, refuses all.
