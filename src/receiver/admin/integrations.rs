@@ -71,12 +71,10 @@ pub fn routes() -> Router<AppState> {
     create_external_issue,
     get_external_issue,
     link_group,
-    install_vsts,
-    install_jira_server
 ))]
 pub(super) struct Doc;
 
-fn integration_json(i: &Integration) -> Value {
+pub(super) fn integration_json(i: &Integration) -> Value {
     json!({
         "id": i.id, "provider": i.provider, "external_id": i.external_id, "name": i.name,
         "metadata": redact(&i.metadata.0), "status": if i.status == integrations::STATUS_ACTIVE { "active" } else { "disabled" },
@@ -142,7 +140,7 @@ pub(crate) struct CreateIntegration {
     metadata: Value,
 }
 
-fn empty_object() -> Value {
+pub(super) fn empty_object() -> Value {
     json!({})
 }
 
@@ -504,14 +502,25 @@ async fn create_external_issue(
         return Err(ApiError::bad_request("key must not be empty"));
     }
     let mut tx = s.db.begin_write().await?;
-    found(
-        organizations::find_organization(&mut tx, b.organization_id).await?,
-        "organization",
-    )?;
-    found(
-        integrations::find_integration(&mut tx, b.integration_id).await?,
-        "integration",
-    )?;
+    // Named in the body: a conflict (409) when missing, as every body reference.
+    if organizations::find_organization(&mut tx, b.organization_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::conflict(format!(
+            "organization {} does not exist",
+            b.organization_id
+        )));
+    }
+    if integrations::find_integration(&mut tx, b.integration_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::conflict(format!(
+            "integration {} does not exist",
+            b.integration_id
+        )));
+    }
     let now = crate::now_ms();
     let e = external::insert_external_issue(
         &mut tx,
@@ -535,8 +544,8 @@ async fn create_external_issue(
     ))
 }
 
-/// Links a group of the issue's organization; other organizations' groups are as unknown
-/// here as groups that do not exist (404).
+/// Links a group of the issue's organization; a group that does not exist or is another
+/// organization's is a conflict (409).
 async fn link_in_tx(
     tx: &mut crate::db::Tx,
     group_id: i64,
@@ -544,7 +553,7 @@ async fn link_in_tx(
     organization_id: i64,
     now: i64,
 ) -> ApiResult<()> {
-    let unknown = |detail: String| ApiError::new(StatusCode::NOT_FOUND, "not_found", detail);
+    let unknown = ApiError::conflict;
     let g = groups::find_group(tx, group_id)
         .await?
         .ok_or_else(|| unknown(format!("group {group_id} does not exist")))?;
@@ -595,147 +604,15 @@ async fn link_group(
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
     found(groups::find_group(&mut tx, group_id).await?, "group")?;
-    let e = found(
-        external::find_external_issue(&mut tx, b.external_issue_id).await?,
-        "external issue",
-    )?;
+    let e = external::find_external_issue(&mut tx, b.external_issue_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "external issue {} does not exist",
+                b.external_issue_id
+            ))
+        })?;
     link_in_tx(&mut tx, group_id, e.id, e.organization_id, crate::now_ms()).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub fn install_routes() -> Router<AppState> {
-    Router::new()
-        .route("/integrations/vsts/install", post(install_vsts))
-        .route(
-            "/integrations/jira-server/install",
-            post(install_jira_server),
-        )
-}
-
-impl From<crate::sync::install::InstallError> for ApiError {
-    fn from(e: crate::sync::install::InstallError) -> Self {
-        use crate::sync::install::InstallError as E;
-        match e {
-            E::Invalid(d) => ApiError::bad_request(d),
-            E::Refused(d) => {
-                ApiError::new(axum::http::StatusCode::BAD_REQUEST, "provider_refused", d)
-            }
-            E::Unreachable(d) => ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                "provider_unreachable",
-                d,
-            ),
-            E::Store(s) => s.into(),
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct VstsInstallBody {
-    /// 404 when it does not exist.
-    #[serde(deserialize_with = "crate::receiver::json_int::int")]
-    organization_id: i64,
-    /// The Azure DevOps account (organization) id; not blank.
-    #[schema(
-        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
-    )]
-    account_id: String,
-    account_name: String,
-    /// `https://dev.azure.com/{account}/` (anything starting with `http`).
-    #[schema(pattern = "^http", example = "http://127.0.0.1:9/acme/")]
-    base_url: String,
-    #[schema(min_length = 1)]
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    /// Unix seconds when `access_token` expires.
-    #[serde(default, deserialize_with = "crate::receiver::json_int::opt_int")]
-    expires: Option<i64>,
-    #[serde(default = "empty_object")]
-    #[schema(value_type = InstallConfig)]
-    config: Value,
-}
-
-/// Installs Azure DevOps on an organization: checks the token with the account, creates
-/// the work item webhook subscription (with its shared secret) and stores the integration.
-#[utoipa::path(post, path = "/api/v1/integrations/vsts/install", tag = "integrations", request_body = VstsInstallBody,
-    responses((status = 201, description = "Installed", body = IntegrationOut),
-        (status = 502, description = "The provider could not be reached", body = crate::receiver::openapi::schemas::ApiErrorBody,
-            example = json!({"error": "provider_unreachable", "detail": "could not reach https://dev.azure.com/acme/"})),
-        WriteErrors))]
-async fn install_vsts(
-    State(s): State<AppState>,
-    ApiJson(b): ApiJson<VstsInstallBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_config(&b.config)?;
-    if b.account_id.trim().is_empty()
-        || b.access_token.is_empty()
-        || !b.base_url.starts_with("http")
-    {
-        return Err(ApiError::bad_request(
-            "account_id, access_token and an absolute base_url are required",
-        ));
-    }
-    let req = crate::sync::install::VstsInstall {
-        organization_id: b.organization_id,
-        account_id: b.account_id,
-        account_name: b.account_name,
-        base_url: b.base_url,
-        access_token: b.access_token,
-        refresh_token: b.refresh_token.filter(|r| !r.is_empty()),
-        expires: b.expires,
-        config: b.config,
-    };
-    let i = crate::sync::install::install_vsts(&s, &req).await?;
-    Ok((StatusCode::CREATED, Json(integration_json(&i))))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct JiraServerInstallBody {
-    #[serde(deserialize_with = "crate::receiver::json_int::int")]
-    organization_id: i64,
-    url: String,
-    consumer_key: String,
-    private_key: String,
-    access_token: String,
-    #[serde(default)]
-    access_token_secret: String,
-    #[serde(default = "yes")]
-    verify_ssl: bool,
-    #[serde(default = "empty_object")]
-    #[schema(value_type = InstallConfig)]
-    config: Value,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Installs Jira Server on an organization with an OAuth 1.0a consumer (RSA-SHA1) and
-/// access token, and registers its webhook.
-#[utoipa::path(post, path = "/api/v1/integrations/jira-server/install", tag = "integrations", request_body = JiraServerInstallBody,
-    responses((status = 201, description = "Installed", body = IntegrationOut),
-        (status = 502, description = "The provider could not be reached", body = crate::receiver::openapi::schemas::ApiErrorBody,
-            example = json!({"error": "provider_unreachable", "detail": "could not reach https://jira.acme.com/"})),
-        WriteErrors))]
-async fn install_jira_server(
-    State(s): State<AppState>,
-    ApiJson(b): ApiJson<JiraServerInstallBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_config(&b.config)?;
-    let req = crate::sync::install::JiraServerInstall {
-        organization_id: b.organization_id,
-        url: b.url,
-        consumer_key: b.consumer_key,
-        private_key: b.private_key,
-        access_token: b.access_token,
-        access_token_secret: b.access_token_secret,
-        verify_ssl: b.verify_ssl,
-        config: b.config,
-    };
-    let i = crate::sync::install::install_jira_server(&s, &req).await?;
-    Ok((StatusCode::CREATED, Json(integration_json(&i))))
 }

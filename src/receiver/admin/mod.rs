@@ -2,6 +2,7 @@
 
 mod decisions;
 mod deliveries;
+mod install;
 mod integrations;
 mod jobs;
 mod orgs;
@@ -27,7 +28,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(orgs::routes())
         .merge(users::routes())
         .merge(projects::routes())
-        .merge(integrations::install_routes())
+        .merge(install::routes())
         .merge(integrations::routes())
         .merge(jobs::routes())
         .merge(deliveries::routes())
@@ -48,6 +49,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         users::Doc::openapi(),
         projects::Doc::openapi(),
         integrations::Doc::openapi(),
+        install::Doc::openapi(),
         jobs::Doc::openapi(),
         deliveries::Doc::openapi(),
         decisions::Doc::openapi(),

@@ -177,7 +177,7 @@ async fn get_team(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiRe
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewMember {
-    /// An existing user (404 when it does not exist).
+    /// An existing user (409 when it does not exist).
     #[serde(deserialize_with = "crate::receiver::json_int::int")]
     user_id: i64,
     #[serde(default = "default_role")]
@@ -208,11 +208,10 @@ async fn create_member(
         "organization",
     )?;
     if users::find_user(&mut tx, body.user_id).await?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("user {} does not exist", body.user_id),
-        ));
+        return Err(ApiError::conflict(format!(
+            "user {} does not exist",
+            body.user_id
+        )));
     }
     if teams::find_member_by_user(&mut tx, org_id, body.user_id)
         .await?
@@ -226,7 +225,13 @@ async fn create_member(
     let member =
         teams::insert_member(&mut tx, org_id, body.user_id, &body.role, crate::now_ms()).await?;
     for team_id in &body.teams {
-        ensure_team_in_org(&mut tx, *team_id, org_id).await?;
+        // Named in the body, not the path: a conflict, not a missing resource.
+        ensure_team_in_org(&mut tx, *team_id, org_id)
+            .await
+            .map_err(|e| match e.status {
+                StatusCode::NOT_FOUND => ApiError::conflict(e.detail),
+                _ => e,
+            })?;
         teams::add_member_to_team(&mut tx, member.id, *team_id).await?;
     }
     tx.commit().await?;

@@ -414,11 +414,9 @@ async fn update_group(
     if let Some(u) = b.acting_user_id {
         let mut tx = s.db.begin().await?;
         if crate::store::users::find_user(&mut tx, u).await?.is_none() {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("acting user {u} does not exist"),
-            ));
+            return Err(ApiError::conflict(format!(
+                "acting user {u} does not exist"
+            )));
         }
     }
     let change = GroupChange {
@@ -438,7 +436,7 @@ async fn update_group(
     .map_err(|e| match e {
         ChangeError::NotFound => ApiError::not_found("group"),
         ChangeError::Invalid(d) => ApiError::bad_request(d),
-        ChangeError::UnknownAssignee(d) => ApiError::new(StatusCode::NOT_FOUND, "not_found", d),
+        ChangeError::UnknownAssignee(d) => ApiError::conflict(d),
         ChangeError::Store(e) => e.into(),
     })?;
     let mut tx = s.db.begin().await?;

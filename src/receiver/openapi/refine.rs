@@ -140,12 +140,24 @@ const LINKS: &[LinkSpec] = &[
             ("ListMembers", "list_members", ID),
             ("CreateProject", "create_project", ID),
             ("ListProjects", "list_projects", ID),
+            (
+                "InstallHere",
+                "install_integration",
+                &[("org_id", "$response.body#/id")],
+            ),
         ],
     ),
     (
         ("/api/v1/organizations/{id}/teams", "post"),
         "201",
-        &[("GetTeam", "get_team", ID)],
+        &[
+            ("GetTeam", "get_team", ID),
+            (
+                "AddMemberToTeam",
+                "add_member_team",
+                &[("team_id", "$response.body#/id")],
+            ),
+        ],
     ),
     (
         ("/api/v1/organizations/{id}/members", "post"),
@@ -159,6 +171,16 @@ const LINKS: &[LinkSpec] = &[
             (
                 "DeleteMember",
                 "delete_member",
+                &[("id", "$response.body#/member/id")],
+            ),
+            (
+                "AddTeam",
+                "add_member_team",
+                &[("id", "$response.body#/member/id")],
+            ),
+            (
+                "RemoveTeam",
+                "remove_member_team",
                 &[("id", "$response.body#/member/id")],
             ),
         ],
@@ -206,6 +228,7 @@ const LINKS: &[LinkSpec] = &[
             ("GetIntegration", "get_integration", ID),
             ("UpdateIntegration", "update_integration", ID),
             ("ListInstalls", "list_installs", ID),
+            ("Install", "install_integration", ID),
         ],
     ),
     (

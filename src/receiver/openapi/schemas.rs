@@ -50,11 +50,13 @@ pub enum WriteErrors {
     /// No or a wrong admin token (or the admin API is disabled: no token configured).
     #[response(status = 401, example = json!({"error": "unauthorized", "detail": "wrong admin token"}))]
     Unauthorized(ApiErrorBody),
-    /// The resource, or one the body refers to, does not exist.
+    /// The resource named in the path does not exist (or, for a pair of ids in the path, the
+    /// second is not the first's organization's).
     #[response(status = 404, example = json!({"error": "not_found", "detail": "no such user"}))]
     NotFound(ApiErrorBody),
-    /// A row with the same unique key exists, or the change conflicts with the current state.
-    #[response(status = 409, example = json!({"error": "conflict", "detail": "a row with the same unique key exists"}))]
+    /// A row with the same unique key exists, or the body names something that does not
+    /// exist or belongs to another organization.
+    #[response(status = 409, example = json!({"error": "conflict", "detail": "user 42 does not exist"}))]
     Conflict(ApiErrorBody),
     /// The body is larger than `http.body_limit_bytes`.
     #[response(status = 413, example = json!({"error": "payload_too_large", "detail": "Failed to buffer the request body: length limit exceeded"}))]
