@@ -68,7 +68,7 @@ async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Ap
     Ok(r)
 }
 
-/// Enqueues the delivery's job again; refused (409) while its last job is unfinished.
+/// Enqueues the delivery's job again; refused (400) while its last job is unfinished.
 #[utoipa::path(post, operation_id = "replay_delivery", path = "/api/v1/deliveries/{id}/replay", tag = "deliveries",
     params(("id" = i64, Path, description = "Delivery id")),
     responses((status = 200, description = "The job that was enqueued", body = Replayed), WriteErrors))]
