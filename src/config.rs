@@ -36,6 +36,8 @@ pub struct Settings {
     pub jira_server: JiraServerSettings,
     #[serde(default)]
     pub sync_decisions: SyncDecisionSettings,
+    #[serde(default)]
+    pub otel: OtelSettings,
     /// Provider requests per second, per integration, by provider key.
     pub rate_limit: std::collections::HashMap<String, RateLimit>,
     /// Serve `/metrics` on this address instead of the receiver's (worker processes serve
@@ -146,6 +148,26 @@ pub struct SyncDecisionSettings {
 impl Default for SyncDecisionSettings {
     fn default() -> Self {
         SyncDecisionSettings { retention_days: 30 }
+    }
+}
+
+/// OTLP/HTTP trace export; off while `endpoint` is unset.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct OtelSettings {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`); spans go to `/v1/traces`
+    /// under it unless the URL already ends so.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for OtelSettings {
+    fn default() -> Self {
+        OtelSettings {
+            endpoint: None,
+            service_name: "issuesync".into(),
+        }
     }
 }
 
@@ -378,6 +400,13 @@ impl Settings {
                 self.log_format
             )));
         }
+        if let Some(e) = &self.otel.endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "otel.endpoint must be an http:// or https:// URL (the collector's OTLP/HTTP address), not {e:?}"
+            )));
+        }
         if self.queue.heartbeat_secs == 0 || self.queue.missed_heartbeats == 0 {
             return Err(ConfigError::Invalid(
                 "queue.heartbeat_secs and queue.missed_heartbeats must be positive".into(),
@@ -421,7 +450,15 @@ impl Settings {
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms as usize,
             ),
-            // 0 days would make every hourly purge delete all decisions.
+            // 0 days would make every hourly purge delete all decisions (all finished jobs).
+            (
+                "queue.retention_done_days",
+                usize::try_from(self.queue.retention_done_days).unwrap_or(usize::MAX),
+            ),
+            (
+                "queue.retention_dead_days",
+                usize::try_from(self.queue.retention_dead_days).unwrap_or(usize::MAX),
+            ),
             (
                 "sync_decisions.retention_days",
                 usize::try_from(self.sync_decisions.retention_days).unwrap_or(usize::MAX),

@@ -17,6 +17,7 @@ pub mod startup;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod trace;
 pub mod worker;
 
 /// Milliseconds since the Unix epoch: the one time format of our tables on both backends.

@@ -41,6 +41,9 @@ pub struct JobView {
     pub finished_at_ms: Option<i64>,
     pub dedup_key: Option<String>,
     pub payload: Value,
+    /// W3C `traceparent` of the span that enqueued the job (only with `otel.endpoint` set):
+    /// its trace id finds the job's trace in the collector.
+    pub traceparent: Option<String>,
 }
 
 impl From<&JobRow> for JobView {
@@ -64,6 +67,10 @@ impl From<&JobRow> for JobView {
             finished_at_ms: r.done_at_ms,
             dedup_key: r.idempotency_key.clone(),
             payload: redact(env.get("args").unwrap_or(&Value::Null)),
+            traceparent: env
+                .get("traceparent")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         }
     }
 }

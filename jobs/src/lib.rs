@@ -64,6 +64,10 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 pub struct Envelope {
     pub job: String,
     pub args: serde_json::Value,
+    /// W3C `traceparent` of the span that enqueued the job, when traces are exported: the
+    /// worker continues that trace. Absent from rows written without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {
@@ -71,6 +75,7 @@ impl Envelope {
         Ok(Envelope {
             job: J::JOB_NAME.to_string(),
             args: serde_json::to_value(job)?,
+            traceparent: None,
         })
     }
 
@@ -194,6 +199,7 @@ mod tests {
         let env = Envelope {
             job: "other".into(),
             args: serde_json::json!({}),
+            traceparent: None,
         };
         assert!(env.decode::<noop::Noop>().is_err());
     }

@@ -21,6 +21,8 @@ pub struct BurnDownReport {
     pub concurrency: usize,
     /// Jobs per fetch (`queue.fetch_batch_size`).
     pub fetch_batch: usize,
+    /// RUST_LOG of the workers.
+    pub worker_log: String,
     pub insert_secs: f64,
     pub inserts_per_sec: f64,
     /// First attempt start → last attempt finish.
@@ -73,12 +75,13 @@ pub fn spawn_workers(
         .collect()
 }
 
+/// `workers` is (processes, concurrency of each); `worker_log` their RUST_LOG.
 pub async fn burn_down(
     state: &AppState,
     n: usize,
-    processes: usize,
-    concurrency: usize,
+    (processes, concurrency): (usize, usize),
     fetch_batch: usize,
+    worker_log: &str,
     config: Option<&std::path::Path>,
 ) -> Result<BurnDownReport, BenchError> {
     let queue = Noop::QUEUE;
@@ -117,7 +120,10 @@ pub async fn burn_down(
         config,
         processes,
         &["--queues", queue, "--concurrency", &concurrency.to_string()],
-        &[("ISSUESYNC_QUEUE__FETCH_BATCH_SIZE", fetch_batch.to_string())],
+        &[
+            ("ISSUESYNC_QUEUE__FETCH_BATCH_SIZE", fetch_batch.to_string()),
+            ("RUST_LOG", worker_log.to_string()),
+        ],
     )?;
     let spawned = Instant::now();
     let mut max_rss = 0u64;
@@ -164,6 +170,7 @@ pub async fn burn_down(
         processes,
         concurrency,
         fetch_batch,
+        worker_log: worker_log.to_string(),
         insert_secs,
         inserts_per_sec: n as f64 / insert_secs,
         drain_secs,

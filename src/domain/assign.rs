@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 
 use super::types::{activity, history, subscription_reason};
 use crate::db::Tx;
+use crate::store::enqueue::enqueue;
 use crate::store::groups::{self, Assignee, NewHistory};
 use crate::store::jobs::Enqueued;
 use crate::store::{StoreError, external, teams, users};
-use crate::worker::enqueue;
 
 /// Who a group is assigned to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

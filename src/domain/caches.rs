@@ -116,7 +116,7 @@ pub async fn enqueue_invalidation(
         kind,
         fail_after_pages: None,
     };
-    crate::worker::enqueue(tx, &job).await.map(|_| ())
+    crate::store::enqueue::enqueue(tx, &job).await.map(|_| ())
 }
 
 /// `assignee_exists` invalidation for every project of the given teams.

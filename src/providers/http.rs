@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::kv::Kv;
 use crate::providers::ratelimit::Limiter;
-use crate::worker::error::JobError;
 
 /// Sentry's `cache_time` for the Jira clients; we use it for every cached GET.
 pub const CACHE_TTL: Duration = Duration::from_secs(240);
@@ -81,26 +81,36 @@ impl ApiError {
     }
 }
 
-impl From<ApiError> for JobError {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::Transient(m) => JobError::Transient(m),
-            ApiError::Permanent { status, message } => {
-                JobError::Permanent(format!("provider answered {status}: {message}"))
-            }
-            ApiError::RateLimited { until, by } => JobError::RateLimited {
-                reason: match by {
-                    Some(by) => format!("{by} asked us to slow down"),
-                    None => "provider rate limit".into(),
-                },
-                until,
-            },
+/// A request path and the template it was formatted from. Spans name the template, so that
+/// ids and tokens in paths stay out of traces. Build one with [`crate::path!`] or from a
+/// literal.
+#[derive(Debug, Clone)]
+pub struct Path {
+    pub template: &'static str,
+    pub path: String,
+}
+
+impl From<&'static str> for Path {
+    fn from(p: &'static str) -> Path {
+        Path {
+            template: p,
+            path: p.to_string(),
         }
     }
 }
 
+/// `path!("/issue/{key}/assignee", key = k)`: the formatted path with its template.
+#[macro_export]
+macro_rules! path {
+    ($t:literal $(, $n:ident = $a:expr)* $(,)?) => {
+        $crate::providers::http::Path { template: $t, path: format!($t $(, $n = $a)*) }
+    };
+}
+
 pub struct Request<'a> {
     pub method: Method,
+    /// The path template traces show (never the URL, which may hold a token).
+    pub route: &'static str,
     /// Absolute URL without query.
     pub url: String,
     pub query: Vec<(String, String)>,
@@ -118,9 +128,10 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub fn new(method: Method, url: impl Into<String>) -> Self {
+    pub fn new(method: Method, route: &'static str, url: impl Into<String>) -> Self {
         Request {
             method,
+            route,
             url: url.into(),
             query: Vec::new(),
             body: None,
@@ -194,8 +205,35 @@ impl Http {
         }
     }
 
-    /// Sends a request with auth; classifies failures.
+    /// Sends a request with auth; classifies failures. The span carries the method, the
+    /// route template and the answer's status.
     pub async fn send(&self, auth: &Auth, req: &Request<'_>) -> Result<Response, ApiError> {
+        let (provider, integration_id) = match &req.limit {
+            Some((p, id)) => (Some(p.as_str()), Some(*id)),
+            None => (None, None),
+        };
+        let span = tracing::info_span!(
+            "provider call",
+            otel.name = %format!("{} {}", req.method, req.route),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %req.method,
+            url.template = req.route,
+            http.response.status_code = tracing::field::Empty,
+            provider,
+            integration_id,
+        );
+        let result = self
+            .send_unspanned(auth, req)
+            .instrument(span.clone())
+            .await;
+        if result.is_err() {
+            span.record("otel.status_code", "error");
+        }
+        result
+    }
+
+    async fn send_unspanned(&self, auth: &Auth, req: &Request<'_>) -> Result<Response, ApiError> {
         if let Some((provider, id)) = &req.limit {
             self.limiter.acquire(provider, *id).await;
         }
@@ -235,6 +273,7 @@ impl Http {
             ))
         })?;
         let status = resp.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         let header = |name: &str| {
             resp.headers()
                 .get(name)

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod jira_lifecycle;
 pub mod json_int;
 pub mod openapi;
 pub mod ops;
@@ -44,15 +45,27 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req
-                .headers()
-                .get(X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            // Info, so the id and the path are on every log line of the request.
-            tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let path = loggable_path(req.uri().path());
+                // Info, so the id and the path are on every log line of the request.
+                let span = tracing::info_span!(
+                    "request",
+                    otel.name = %format!("{} {path}", req.method()),
+                    otel.kind = "server",
+                    method = %req.method(),
+                    path = %path,
+                    request_id = %id,
+                );
+                crate::trace::continue_from_headers(&span, req.headers());
+                span
+            }),
+        )
         .layer(SetRequestIdLayer::x_request_id(RequestUlid))
         .layer(axum::middleware::map_request(drop_unusable_request_id))
         .with_state(state)

@@ -390,6 +390,8 @@ async fn store_and_enqueue(
         return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
     };
     metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "queued").increment(1);
+    // The one line that ties the request id to the delivery and its job.
+    tracing::info!(provider, delivery_id, job_id, "webhook queued");
     Ok((
         StatusCode::OK,
         Json(json!({"status": "queued", "delivery_id": delivery_id, "job_id": job_id})),
@@ -408,6 +410,10 @@ async fn insert_with_job_pg(
     const MARKER: i64 = i64::MIN;
     let encoded = Envelope::of(&ProcessWebhook {
         delivery_id: MARKER,
+    })
+    .map(|e| Envelope {
+        traceparent: crate::trace::current_traceparent(),
+        ..e
     })
     .and_then(|e| serde_json::to_string(&e))
     .map_err(|e| {
@@ -580,7 +586,7 @@ async fn jira_installed(
             "clientKey, sharedSecret and baseUrl are required",
         ));
     };
-    crate::providers::jira::lifecycle::verify_lifecycle(
+    crate::receiver::jira_lifecycle::verify_lifecycle(
         &state,
         &headers,
         &query,
@@ -647,7 +653,7 @@ async fn jira_uninstalled(
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("clientKey is required"))?;
-    crate::providers::jira::lifecycle::verify_lifecycle(
+    crate::receiver::jira_lifecycle::verify_lifecycle(
         &state,
         &headers,
         &query,

@@ -4,6 +4,7 @@
 
 pub mod decisions;
 pub mod deliveries;
+pub mod enqueue;
 pub mod external;
 pub mod groups;
 pub mod identities;

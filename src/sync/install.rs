@@ -120,10 +120,13 @@ pub async fn install_vsts(
                     "httpHeaders": format!("shared-secret:{secret}"),
                 },
             });
-            let request =
-                Request::new(Method::POST, format!("{instance}_apis/hooks/subscriptions"))
-                    .query("api-version", "4.1")
-                    .json(&body);
+            let request = Request::new(
+                Method::POST,
+                "_apis/hooks/subscriptions",
+                format!("{instance}_apis/hooks/subscriptions"),
+            )
+            .query("api-version", "4.1")
+            .json(&body);
             let resp = state
                 .http
                 .send(&Auth::Bearer(req.access_token.clone()), &request)
@@ -218,8 +221,12 @@ pub async fn install_jira_server(
         private_key_pem: req.private_key.clone(),
         access_token: req.access_token.clone(),
     };
-    let mut request =
-        Request::new(Method::POST, format!("{base}/rest/webhooks/1.0/webhook")).json(&body);
+    let mut request = Request::new(
+        Method::POST,
+        "/rest/webhooks/1.0/webhook",
+        format!("{base}/rest/webhooks/1.0/webhook"),
+    )
+    .json(&body);
     request.verify_tls = req.verify_ssl;
     let resp = state.http.send(&auth, &request).await.map_err(|e| {
         match provider_error("Could not create issue webhook in Jira", e) {

@@ -164,6 +164,8 @@ pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), Jo
     let integration_id = delivery
         .integration_id
         .ok_or_else(|| JobError::Permanent("delivery has no integration".into()))?;
+    // The job span declares the field; the args do not carry it.
+    tracing::Span::current().record("integration_id", integration_id);
     let mut integration = load_integration(state, integration_id).await?;
     let body: Value = serde_json::from_slice(&delivery.body)
         .map_err(|e| JobError::Permanent(format!("stored body is not JSON: {e}")))?;

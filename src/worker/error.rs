@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::providers::http::ApiError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,5 +36,24 @@ impl From<StoreError> for JobError {
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::from(e).into()
+    }
+}
+
+/// How a provider failure ends the attempt (the provider layer knows nothing of jobs).
+impl From<ApiError> for JobError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Transient(m) => JobError::Transient(m),
+            ApiError::Permanent { status, message } => {
+                JobError::Permanent(format!("provider answered {status}: {message}"))
+            }
+            ApiError::RateLimited { until, by } => JobError::RateLimited {
+                reason: match by {
+                    Some(by) => format!("{by} asked us to slow down"),
+                    None => "provider rate limit".into(),
+                },
+                until,
+            },
+        }
     }
 }

@@ -4,7 +4,6 @@
 //! re-fetch a failed job at once.
 
 pub mod completer;
-pub mod enqueue;
 pub mod error;
 pub mod handlers;
 pub mod poll;
@@ -19,13 +18,16 @@ use issuesync_jobs::{Envelope, Job};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::watch;
+use tracing::Instrument;
 
-pub use self::enqueue::{enqueue, enqueue_at, enqueue_fresh};
+// Enqueueing sits below the domain (which enqueues follow-ups in its own transactions);
+// these names are kept for the callers above.
 use self::error::JobError;
 use self::poll::{Both, Tick, Wake};
 use crate::db::{Db, SQLITE_JOB_INSERTS};
 use crate::now_ms;
 use crate::startup::AppState;
+pub use crate::store::enqueue::{self, enqueue, enqueue_at, enqueue_fresh};
 use crate::store::jobs::{self, AttemptRecord, Finish};
 
 /// What a handler gets besides its payload.
@@ -111,6 +113,53 @@ async fn dispatch(
     let state: AppState = (*state).clone();
 
     let env: Result<Envelope, _> = serde_json::from_value(job);
+    let span = job_span(&job_id, attempt, env.as_ref().ok());
+    run_job(
+        env,
+        state,
+        job_id,
+        worker_name,
+        attempt,
+        started,
+        started_ms,
+    )
+    .instrument(span)
+    .await;
+    Ok(())
+}
+
+/// The span of one attempt: a child of the span that enqueued the job when its envelope
+/// carries a `traceparent`. Its fields are on every log line the attempt writes.
+fn job_span(job_id: &str, attempt: i32, env: Option<&Envelope>) -> tracing::Span {
+    let kind = env.map(|e| e.job.as_str()).unwrap_or("?");
+    let arg = |k: &str| env.and_then(|e| e.args.get(k)).and_then(Value::as_i64);
+    let span = tracing::info_span!(
+        "job",
+        otel.name = %format!("job {kind}"),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        job_id,
+        job = kind,
+        attempt,
+        delivery_id = arg("delivery_id"),
+        integration_id = arg("integration_id"),
+        outcome = tracing::field::Empty,
+    );
+    if let Some(t) = env.and_then(|e| e.traceparent.as_deref()) {
+        crate::trace::continue_trace(&span, t);
+    }
+    span
+}
+
+async fn run_job(
+    env: Result<Envelope, serde_json::Error>,
+    state: AppState,
+    job_id: String,
+    worker_name: String,
+    attempt: i32,
+    started: Instant,
+    started_ms: i64,
+) {
     let (name, queue, outcome) = match env {
         Err(e) => (
             "?".to_string(),
@@ -217,6 +266,11 @@ async fn dispatch(
         Ok(Some(s)) if label == "retry" && s == "dead" => "dead",
         _ => label,
     };
+    let span = tracing::Span::current();
+    span.record("outcome", final_label);
+    if final_label != "done" {
+        span.record("otel.status_code", "error");
+    }
     metrics::histogram!("issuesync_job_duration_seconds", "job" => name.clone()).record(elapsed);
     metrics::counter!("issuesync_job_attempts_total", "job" => name.clone(), "outcome" => final_label).increment(1);
     match written {
@@ -235,7 +289,6 @@ async fn dispatch(
             tracing::error!(job_id, job = name, error = %e, "cannot record the job outcome; it will be rescued")
         }
     }
-    Ok(())
 }
 
 /// Writes the outcome and the attempt row in one transaction; `None` when the worker no

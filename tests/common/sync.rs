@@ -285,3 +285,36 @@ pub async fn mock_ado_users(mock: &MockServer, emails: &[&str]) {
         .mount(mock)
         .await;
 }
+
+/// An organization with ADO installed (inbound status sync on) against `mock`, its work item
+/// states mocked, and a group linked to work item `item`; returns (integration, group).
+pub async fn ado_inbound_status(app: &TestApp, mock: &MockServer, item: i64) -> (i64, i64) {
+    use super::decisions::{id, install, org_team_project};
+    let (org, _, project) = org_team_project(app, "Backend", Some("backend")).await;
+    let ado = id(&app
+        .create("/integrations", json!({"provider": "vsts", "external_id": COLLECTION, "name": "acct",
+            "metadata": {"domain_name": format!("{}/", mock.uri()), "access_token": "ado-token", "subscription": {"id": "sub1", "secret": ADO_SECRET}}}))
+        .await);
+    install(app, ado, org, json!({"sync_status_reverse": true})).await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/{PROJECT_GUID}/_apis/wit/workitemtypes/Bug/states"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("vsts_work_item_states_response.json")),
+        )
+        .mount(mock)
+        .await;
+    let group = linked_group(app, org, project, "boom", &[(ado, &item.to_string())]).await;
+    (ado, group)
+}
+
+/// ADO's "work item updated" with the state moved from Active to Resolved.
+pub fn ado_resolved(item: i64, notification: &str) -> Value {
+    let mut v = fixture("vsts_workitem_updated_state_change.json");
+    v["id"] = json!(notification);
+    v["resource"]["workItemId"] = json!(item);
+    v["resource"]["fields"]["System.State"] = json!({"oldValue": "Active", "newValue": "Resolved"});
+    v
+}

@@ -19,14 +19,22 @@ impl DiscordClient<'_> {
     /// Sends the reply of a deferred interaction: an update edits the original message,
     /// a new message is posted as a follow-up (ephemeral when its flags say so).
     pub async fn send_deferred_reply(&self, token: &str, reply: &Reply) -> Result<(), ApiError> {
-        let (method, suffix) = if reply.update {
-            (Method::PATCH, "/messages/@original")
+        let (method, suffix, route) = if reply.update {
+            (
+                Method::PATCH,
+                "/messages/@original",
+                "/webhooks/{application_id}/{token}/messages/@original",
+            )
         } else {
-            (Method::POST, "")
+            (Method::POST, "", "/webhooks/{application_id}/{token}")
         };
         let base = self.base_url.trim_end_matches('/');
         let app = self.application_id;
-        let mut req = Request::new(method, format!("{base}/webhooks/{app}/{token}{suffix}"));
+        let mut req = Request::new(
+            method,
+            route,
+            format!("{base}/webhooks/{app}/{token}{suffix}"),
+        );
         req.shown_url = Some(format!("{base}/webhooks/{app}/[redacted]{suffix}"));
         let body: &Value = &reply.data;
         self.http

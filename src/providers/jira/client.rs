@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::providers::http::{ApiError, Auth, Http, Request};
+use crate::providers::http::{ApiError, Auth, Http, Path, Request};
 use crate::store::integrations::Integration;
 
 pub struct JiraClient<'a> {
@@ -62,8 +62,13 @@ impl<'a> JiraClient<'a> {
         })
     }
 
-    pub fn request(&self, method: Method, path: &str) -> Request<'static> {
-        let mut r = Request::new(method, format!("{}{}", self.base_url, path));
+    pub fn request(&self, method: Method, path: impl Into<Path>) -> Request<'static> {
+        let path = path.into();
+        let mut r = Request::new(
+            method,
+            path.template,
+            format!("{}{}", self.base_url, path.path),
+        );
         r.limit = Some((self.integration.provider.clone(), self.integration.id));
         // Jira Server's install option (Sentry's too); Cloud is always verified.
         r.verify_tls = !(self.integration.provider == "jira_server"
@@ -158,7 +163,7 @@ impl<'a> JiraClient<'a> {
         let req = self
             .request(
                 Method::GET,
-                &format!("/rest/api/2/issue/{}", path_segment(key)),
+                crate::path!("/rest/api/2/issue/{key}", key = path_segment(key)),
             )
             .query("fields", "status,project,assignee");
         Ok(self.http.send(&self.auth, &req).await?.json)
@@ -168,7 +173,10 @@ impl<'a> JiraClient<'a> {
     pub async fn get_transitions(&self, key: &str) -> Result<Vec<Value>, ApiError> {
         let req = self.request(
             Method::GET,
-            &format!("/rest/api/2/issue/{}/transitions", path_segment(key)),
+            crate::path!(
+                "/rest/api/2/issue/{key}/transitions",
+                key = path_segment(key)
+            ),
         );
         let v = self
             .http
@@ -185,7 +193,10 @@ impl<'a> JiraClient<'a> {
         let req = self
             .request(
                 Method::POST,
-                &format!("/rest/api/2/issue/{}/transitions", path_segment(key)),
+                crate::path!(
+                    "/rest/api/2/issue/{key}/transitions",
+                    key = path_segment(key)
+                ),
             )
             .json(&body);
         self.http.send(&self.auth, &req).await.map(|_| ())
@@ -232,7 +243,7 @@ impl<'a> JiraClient<'a> {
         let req = self
             .request(
                 Method::PUT,
-                &format!("/rest/api/2/issue/{}/assignee", path_segment(key)),
+                crate::path!("/rest/api/2/issue/{key}/assignee", key = path_segment(key)),
             )
             .json(&body);
         self.http.send(&self.auth, &req).await.map(|_| ())

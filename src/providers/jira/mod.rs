@@ -3,5 +3,4 @@
 
 pub mod auth;
 pub mod client;
-pub mod lifecycle;
 pub mod webhook;

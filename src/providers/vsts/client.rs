@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::providers::http::{ApiError, Auth, Http, Request, Response};
+use crate::providers::http::{ApiError, Auth, Http, Path, Request, Response};
 use crate::providers::vsts::oauth::{self, Tokens};
 use crate::store::integrations::Integration;
 
@@ -53,14 +53,19 @@ impl<'a> VstsClient<'a> {
         })
     }
 
-    fn request(&self, method: Method, path: &str, preview: bool) -> Request<'static> {
+    fn request(&self, method: Method, path: impl Into<Path>, preview: bool) -> Request<'static> {
+        let path = path.into();
         let version = if preview {
             API_VERSION_PREVIEW
         } else {
             API_VERSION
         };
-        let mut r = Request::new(method.clone(), format!("{}{}", self.instance, path))
-            .query("api-version", version);
+        let mut r = Request::new(
+            method.clone(),
+            path.template,
+            format!("{}{}", self.instance, path.path),
+        )
+        .query("api-version", version);
         r.extra_headers
             .push(("X-HTTP-Method-Override", method.as_str().to_string()));
         r.extra_headers
@@ -76,7 +81,11 @@ impl<'a> VstsClient<'a> {
         for kind in ["Bug", "Issue", "Task"] {
             let req = self.request(
                 Method::GET,
-                &format!("{project}/_apis/wit/workitemtypes/{kind}/states"),
+                crate::path!(
+                    "{project}/_apis/wit/workitemtypes/{kind}/states",
+                    project = project,
+                    kind = kind
+                ),
                 true,
             );
             last = self.get_cached(&req).await?;
@@ -118,7 +127,7 @@ impl<'a> VstsClient<'a> {
     pub async fn get_work_item(&self, id: &str) -> Result<Value, ApiError> {
         let req = self.request(
             Method::GET,
-            &format!("_apis/wit/workitems/{}", id.trim()),
+            crate::path!("_apis/wit/workitems/{id}", id = id.trim()),
             false,
         );
         Ok(self.send(&req).await?.json)
@@ -168,7 +177,7 @@ impl<'a> VstsClient<'a> {
         let mut req = self
             .request(
                 Method::PATCH,
-                &format!("_apis/wit/workitems/{}", id.trim()),
+                crate::path!("_apis/wit/workitems/{id}", id = id.trim()),
                 false,
             )
             .json(&body);
@@ -191,6 +200,7 @@ impl<'a> VstsClient<'a> {
         for _ in 0..50 {
             let mut req = Request::new(
                 Method::GET,
+                "/_apis/graph/users",
                 format!("{}/_apis/graph/users", base.trim_end_matches('/')),
             )
             .query("api-version", API_VERSION_PREVIEW);

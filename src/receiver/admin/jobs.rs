@@ -126,6 +126,7 @@ async fn create(
     let env = Envelope {
         job: b.job,
         args: if b.args.is_null() { json!({}) } else { b.args },
+        traceparent: None,
     };
     let kind = issuesync_jobs::validate(&env).map_err(ApiError::bad_request)?;
     if kind.name == "noop"

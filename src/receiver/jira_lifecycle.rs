@@ -25,11 +25,11 @@ pub async fn verify_lifecycle(
     client_key: &str,
 ) -> Result<(), ApiError> {
     let auth = headers.get("authorization").and_then(|h| h.to_str().ok());
-    let token = super::auth::extract_token(auth, query)
+    let token = crate::providers::jira::auth::extract_token(auth, query)
         .ok_or_else(|| unauthorized("Missing/Invalid authorization header"))?;
     let header = jsonwebtoken::decode_header(&token)
         .map_err(|e| unauthorized(format!("malformed JWT: {e}")))?;
-    let iss = super::auth::peek_issuer(&token)?;
+    let iss = crate::providers::jira::auth::peek_issuer(&token)?;
     if iss != client_key {
         return Err(unauthorized(
             "the JWT issuer is not the clientKey of the body",
@@ -70,7 +70,7 @@ pub async fn verify_lifecycle(
             let claims = jsonwebtoken::decode::<Value>(&token, &key, &v)
                 .map_err(|e| unauthorized(format!("install JWT rejected: {e}")))?
                 .claims;
-            let want = super::auth::qsh("POST", path, query);
+            let want = crate::providers::jira::auth::qsh("POST", path, query);
             if claims.get("qsh").and_then(Value::as_str) != Some(want.as_str()) {
                 return Err(unauthorized("Query hash mismatch"));
             }
@@ -89,7 +89,7 @@ pub async fn verify_lifecycle(
                 .get("shared_secret")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            super::auth::verify(
+            crate::providers::jira::auth::verify(
                 &token,
                 secret,
                 "POST",

@@ -43,6 +43,18 @@ pub async fn enqueue_envelope(
     run_at: Option<DateTime<Utc>>,
     coalesce: bool,
 ) -> Result<Enqueued, StoreError> {
+    let traced;
+    let envelope = if envelope.traceparent.is_none()
+        && let Some(t) = crate::trace::current_traceparent()
+    {
+        traced = Envelope {
+            traceparent: Some(t),
+            ..envelope.clone()
+        };
+        &traced
+    } else {
+        envelope
+    };
     let payload = serde_json::to_vec(envelope)
         .map_err(|e| StoreError::Conflict(format!("cannot encode job: {e}")))?;
     let r = jobs::enqueue(
@@ -78,8 +90,9 @@ pub async fn enqueue_fresh<J: Job>(
     job: &J,
     id: String,
 ) -> Result<Enqueued, StoreError> {
-    let envelope = Envelope::of(job)
+    let mut envelope = Envelope::of(job)
         .map_err(|e| StoreError::Conflict(format!("cannot encode {}: {e}", J::JOB_NAME)))?;
+    envelope.traceparent = crate::trace::current_traceparent();
     let payload = serde_json::to_vec(&envelope)
         .map_err(|e| StoreError::Conflict(format!("cannot encode job: {e}")))?;
     let r = jobs::enqueue(
