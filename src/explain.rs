@@ -17,7 +17,7 @@ pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
 /// A decision with its sentence.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DecisionView {
     #[serde(flatten)]
     pub decision: Decision,
@@ -25,7 +25,7 @@ pub struct DecisionView {
 }
 
 /// One page of a timeline; `next_cursor` fetches the older rows (`?before=`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub decisions: Vec<DecisionView>,
     pub next_cursor: Option<String>,
@@ -44,9 +44,18 @@ pub fn parse_cursor(s: &str) -> Result<Cursor, OpsError> {
     };
     let (at, id) = s.split_once('.').ok_or_else(bad)?;
     Ok((
-        at.parse().map_err(|_| bad())?,
-        id.parse().map_err(|_| bad())?,
+        small_int(at).ok_or_else(bad)?,
+        small_int(id).ok_or_else(bad)?,
     ))
+}
+
+/// An optional sign and 1 to 18 digits (`[+-]?[0-9]{1,18}` in the OpenAPI document): always
+/// an `i64`, so the document's pattern and this parser accept the same texts.
+fn small_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    ((1..=18).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.parse().ok())
+        .flatten()
 }
 
 pub fn check_limit(limit: Option<i64>) -> Result<i64, OpsError> {
@@ -66,7 +75,7 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, OpsError> {
         let age = crate::ops::parse_age(s)?;
         return Ok(now_ms - age.saturating_mul(1000));
     }
-    s.parse::<i64>().map_err(|_| {
+    small_int(s).ok_or_else(|| {
         OpsError::Invalid(format!(
             "since must be epoch milliseconds or an age like 24h, not {s:?}"
         ))

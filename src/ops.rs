@@ -26,7 +26,7 @@ impl From<sqlx::Error> for OpsError {
 }
 
 /// A job as operators see it: the payload decoded and redacted.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: String,
     pub queue: String,
@@ -75,7 +75,7 @@ impl From<&JobRow> for JobView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: JobView,
@@ -194,10 +194,11 @@ pub async fn purge(db: &Db, state: &str, older_than_secs: i64) -> Result<u64, Op
     Ok(n)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub counts: Vec<QueueStateCount>,
     /// Seconds the oldest due job of each queue has waited.
+    #[schema(value_type = Vec<Vec<Value>>, example = json!([["webhooks", 3]]))]
     pub oldest_pending_age_s: Vec<(String, i64)>,
     /// Attempts finished in the last hour, per queue and outcome.
     pub last_hour: Vec<jobs::Throughput>,
@@ -212,7 +213,8 @@ pub async fn stats(db: &Db) -> Result<Stats, OpsError> {
     })
 }
 
-/// "7d", "12h", "30m", "45s" or plain seconds.
+/// "7d", "12h", "30m", "45s" or plain seconds: 1 to 12 digits (the OpenAPI document's
+/// pattern `^\s*[0-9]{1,12}[dhms]?\s*$`, blanks as `str::trim` reads them).
 pub fn parse_age(s: &str) -> Result<i64, OpsError> {
     let s = s.trim();
     let (num, mult) = match s.chars().last() {
@@ -222,9 +224,9 @@ pub fn parse_age(s: &str) -> Result<i64, OpsError> {
         Some('s') => (&s[..s.len() - 1], 1),
         _ => (s, 1),
     };
-    num.parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 0)
+    Some(num)
+        .filter(|n| (1..=12).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<i64>().ok())
         .map(|n| n * mult)
         .ok_or_else(|| OpsError::Invalid(format!("bad age {s:?}: use e.g. 7d, 12h, 30m or 45s")))
 }
@@ -239,11 +241,18 @@ mod tests {
         assert_eq!(parse_age("90").ok(), Some(90));
         assert!(parse_age("x").is_err());
         assert!(parse_age("-1d").is_err());
+        assert!(parse_age("+1d").is_err());
+        // At most 12 digits: no overflow of the seconds.
+        assert_eq!(
+            parse_age("999999999999d").ok(),
+            Some(999_999_999_999 * 86_400)
+        );
+        assert!(parse_age("9999999999999999999d").is_err());
     }
 }
 
 /// A stored delivery as operators see it (the body is not shown: it may be large).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub id: i64,
     pub provider: String,

@@ -279,7 +279,9 @@ async fn bad_input_gets_clear_errors(app: TestApp) {
             json!({"name": "P", "teams": [t["id"]]}),
         )
         .await;
-    assert_eq!(s, 400);
+    // A team of another organization named in the body: a conflict (409), as one that does
+    // not exist.
+    assert_eq!(s, 409);
 
     // Nothing half-written: the refused project does not exist.
     let (_, list) = app.get(&format!("/organizations/{org_id}/projects")).await;

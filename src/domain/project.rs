@@ -21,6 +21,9 @@ const SLUG_LOCK_WAIT: Duration = Duration::from_secs(10);
 pub enum ProjectError {
     #[error("{0}")]
     Invalid(String),
+    /// A team named in the request does not exist, or is another organization's.
+    #[error("team {team} is not in organization {organization}")]
+    UnknownTeam { team: i64, organization: i64 },
     #[error("the slug {0:?} is already taken in this organization")]
     SlugTaken(String),
     #[error("could not take the project slug lock within 10 s")]
@@ -128,9 +131,10 @@ pub async fn create_project(
         for team_id in team_ids {
             let team = teams::find_team(&mut tx, *team_id).await?;
             if team.is_none_or(|t| t.organization_id != organization_id) {
-                return Err(ProjectError::Invalid(format!(
-                    "team {team_id} is not in organization {organization_id}"
-                )));
+                return Err(ProjectError::UnknownTeam {
+                    team: *team_id,
+                    organization: organization_id,
+                });
             }
         }
         tx.rollback().await.map_err(StoreError::from)?;

@@ -111,7 +111,9 @@ impl From<ProjectError> for ApiError {
     fn from(e: ProjectError) -> Self {
         match e {
             ProjectError::Invalid(d) => ApiError::bad_request(d),
-            ProjectError::SlugTaken(_) => ApiError::conflict(e.to_string()),
+            ProjectError::SlugTaken(_) | ProjectError::UnknownTeam { .. } => {
+                ApiError::conflict(e.to_string())
+            }
             ProjectError::LockTimeout => ApiError::unavailable(e.to_string()),
             ProjectError::Save(e) => e.into(),
             ProjectError::Store(e) => e.into(),

@@ -4,6 +4,8 @@ pub mod admin;
 pub mod error;
 pub mod health;
 pub mod jira_lifecycle;
+pub mod json_int;
+pub mod openapi;
 pub mod ops;
 pub mod refusals;
 pub mod serve;

@@ -10,7 +10,7 @@ use crate::on_tx;
 
 /// What a decision is about and what caused it: the group, the external issue, the
 /// delivery or job, and who acted (our user, or the provider's account).
-#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Refs {
     pub group_id: Option<i64>,
     pub organization_id: Option<i64>,
@@ -24,7 +24,7 @@ pub struct Refs {
 }
 
 /// A stored decision.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Decision {
     pub id: i64,
     pub at_ms: i64,

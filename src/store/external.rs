@@ -9,7 +9,7 @@ use crate::on_tx;
 
 pub const LINKED_TYPE_ISSUE: i32 = 1;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ExternalIssue {
     pub id: i64,
     pub organization_id: i64,
@@ -17,6 +17,7 @@ pub struct ExternalIssue {
     pub key: String,
     pub title: String,
     pub description: String,
+    #[schema(value_type = Object)]
     pub metadata: Json<serde_json::Value>,
     pub date_added: i64,
 }

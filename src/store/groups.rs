@@ -7,7 +7,7 @@ use super::Result;
 use crate::db::Tx;
 use crate::on_tx;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Group {
     pub id: i64,
     pub project_id: i64,
@@ -27,18 +27,19 @@ pub struct Assignee {
     pub date_added: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Activity {
     pub id: i64,
     #[sqlx(rename = "type")]
     #[serde(rename = "type")]
     pub kind: i32,
     pub user_id: Option<i64>,
+    #[schema(value_type = Object)]
     pub data: Json<serde_json::Value>,
     pub datetime: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct History {
     pub id: i64,
     pub status: i32,

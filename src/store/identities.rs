@@ -6,7 +6,7 @@ use super::Result;
 use crate::db::Tx;
 use crate::on_tx;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Identity {
     pub id: i64,
     pub provider: String,

@@ -22,17 +22,18 @@ pub struct Integration {
     pub date_added: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OrganizationIntegration {
     pub id: i64,
     pub organization_id: i64,
     pub integration_id: i64,
+    #[schema(value_type = Object)]
     pub config: Json<serde_json::Value>,
     pub status: i32,
     pub date_added: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ExternalProject {
     pub id: i64,
     pub organization_integration_id: i64,

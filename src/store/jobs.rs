@@ -133,7 +133,7 @@ pub struct NewJob<'a> {
     pub fresh: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "result", content = "id", rename_all = "snake_case")]
 pub enum Enqueued {
     New(String),
@@ -398,7 +398,7 @@ pub async fn record_attempt(tx: &mut Tx, a: &AttemptRecord<'_>) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub attempt: i32,
     pub outcome: String,
@@ -632,7 +632,7 @@ pub async fn purge_jobs(tx: &mut Tx, state: &str, older_than_secs: i64) -> Resul
     Ok(ids.len() as u64)
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct QueueStateCount {
     pub queue: String,
     pub state: String,
@@ -670,7 +670,7 @@ pub async fn oldest_pending_age(tx: &mut Tx) -> Result<Vec<(String, i64)>> {
     }))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Throughput {
     pub queue: String,
     pub outcome: String,
@@ -713,7 +713,7 @@ pub async fn count_ledger(tx: &mut Tx, marker: &str) -> Result<(i64, i64)> {
     .await)?)
 }
 
-#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Progress {
     pub cursor: i64,
     pub pages: i32,

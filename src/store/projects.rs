@@ -4,7 +4,7 @@ use super::Result;
 use crate::db::Tx;
 use crate::on_tx;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Project {
     pub id: i64,
     pub organization_id: i64,

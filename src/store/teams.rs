@@ -6,7 +6,7 @@ use super::Result;
 use crate::db::Tx;
 use crate::on_tx;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Team {
     pub id: i64,
     pub organization_id: i64,
@@ -15,7 +15,7 @@ pub struct Team {
     pub date_added: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Member {
     pub id: i64,
     pub organization_id: i64,

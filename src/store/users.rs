@@ -12,7 +12,7 @@ pub struct User {
     pub date_added: i64,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct UserEmail {
     pub user_id: i64,
     pub email: String,

@@ -106,7 +106,9 @@ pub async fn respond(
     match intent::apply_group_change_in(tx, g.group_id, &change, &source).await {
         Ok(effects) => Ok((reply, effects)),
         Err(ChangeError::NotFound) => Ok((Reply::ephemeral(INVALID_GROUP_ID), none)),
-        Err(ChangeError::Invalid(reason)) => Ok((Reply::ephemeral(&capitalized(&reason)), none)),
+        Err(ChangeError::Invalid(reason) | ChangeError::UnknownAssignee(reason)) => {
+            Ok((Reply::ephemeral(&capitalized(&reason)), none))
+        }
         Err(ChangeError::Store(e)) => Err(e),
     }
 }

@@ -24,6 +24,9 @@ pub enum InstallError {
     /// The provider could not be reached or failed.
     #[error("{0}")]
     Unreachable(String),
+    /// The body names an organization that does not exist.
+    #[error("organization {0} does not exist")]
+    UnknownOrganization(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -90,10 +93,7 @@ pub async fn install_vsts(
             .await?
             .is_none()
         {
-            return Err(InstallError::Invalid(format!(
-                "organization {} does not exist",
-                req.organization_id
-            )));
+            return Err(InstallError::UnknownOrganization(req.organization_id));
         }
         integrations::find_integration_by_external_id(&mut tx, "vsts", &req.account_id).await?
     };
@@ -200,10 +200,7 @@ pub async fn install_jira_server(
             .await?
             .is_none()
         {
-            return Err(InstallError::Invalid(format!(
-                "organization {} does not exist",
-                req.organization_id
-            )));
+            return Err(InstallError::UnknownOrganization(req.organization_id));
         }
     }
     let secret = webhook_secret(&req.private_key);

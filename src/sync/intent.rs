@@ -51,6 +51,9 @@ pub enum ChangeError {
     NotFound,
     #[error("{0}")]
     Invalid(String),
+    /// The assignee is not a member (user) or not a team of the group's organization.
+    #[error("{0}")]
+    UnknownAssignee(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -138,7 +141,7 @@ async fn check_assignable(tx: &mut Tx, g: GroupRef, actor: Actor) -> Result<(), 
                 .await?
                 .is_none()
             {
-                return Err(ChangeError::Invalid(format!(
+                return Err(ChangeError::UnknownAssignee(format!(
                     "user {u} is not a member of the group's organization"
                 )));
             }
@@ -148,7 +151,7 @@ async fn check_assignable(tx: &mut Tx, g: GroupRef, actor: Actor) -> Result<(), 
                 .await?
                 .is_none_or(|team| team.organization_id != g.organization_id)
             {
-                return Err(ChangeError::Invalid(format!(
+                return Err(ChangeError::UnknownAssignee(format!(
                     "team {t} is not in the group's organization"
                 )));
             }

@@ -5,9 +5,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use crate::explain::{self, Search};
 use crate::receiver::error::{ApiPath, ApiQuery, ApiResult};
+use crate::receiver::openapi::schemas::ReadErrors;
 use crate::startup::AppState;
 use crate::store::decisions::Timeline;
 
@@ -18,13 +20,27 @@ pub fn routes() -> Router<AppState> {
         .route("/sync-decisions", get(search))
 }
 
-#[derive(Deserialize)]
+/// This module's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(group_sync, issue_sync, search))]
+pub(super) struct Doc;
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// The `next_cursor` of the previous page: `{at_ms}.{id}`.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}\.[+-]?[0-9]{1,18}$")]
     before: Option<String>,
+    /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
+/// Why changes of the group did or did not sync, newest first.
+#[utoipa::path(get, path = "/api/v1/groups/{id}/sync", tag = "decisions",
+    params(("id" = i64, Path, description = "Group id"), PageQuery),
+    responses((status = 200, description = "A page of sync decisions", body = crate::explain::Page), ReadErrors))]
 async fn group_sync(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -34,6 +50,10 @@ async fn group_sync(
     Ok(Json(json!(page)))
 }
 
+/// Why changes of the external issue did or did not sync, newest first.
+#[utoipa::path(get, path = "/api/v1/external-issues/{id}/sync", tag = "decisions",
+    params(("id" = i64, Path, description = "External issue id"), PageQuery),
+    responses((status = 200, description = "A page of sync decisions", body = crate::explain::Page), ReadErrors))]
 async fn issue_sync(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -49,20 +69,34 @@ async fn issue_sync(
     Ok(Json(json!(page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct SearchQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct SearchQuery {
+    /// A reason code, e.g. `echo`.
     reason: Option<String>,
     /// An integration id.
     integration: Option<i64>,
     /// Epoch ms, or an age such as `24h`.
+    #[param(
+        pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*([0-9]{1,12}[dhms]|[+-]?[0-9]{1,18})[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    )]
     since: Option<String>,
+    /// inbound or outbound.
     direction: Option<String>,
+    /// synced or skipped.
     outcome: Option<String>,
+    /// The `next_cursor` of the previous page: `{at_ms}.{id}`.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}\.[+-]?[0-9]{1,18}$")]
     before: Option<String>,
+    /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
+/// Sync decisions matching the filters, newest first.
+#[utoipa::path(get, operation_id = "search_sync_decisions", path = "/api/v1/sync-decisions", tag = "decisions", params(SearchQuery),
+    responses((status = 200, description = "A page of sync decisions", body = crate::explain::Page), ReadErrors))]
 async fn search(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<SearchQuery>,

@@ -7,9 +7,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use crate::ops;
 use crate::receiver::error::{ApiPath, ApiQuery, ApiResult};
+use crate::receiver::openapi::schemas::{ReadErrors, Replayed, WriteErrors};
 use crate::startup::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -18,16 +20,30 @@ pub fn routes() -> Router<AppState> {
         .route("/deliveries/{id}/replay", post(replay))
 }
 
-#[derive(Deserialize)]
+/// This module's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, replay))]
+pub(super) struct Doc;
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// vsts, jira, jira_server or discord.
     provider: Option<String>,
+    /// Deliveries with a smaller id than this (the `Link` header's next page).
     before: Option<i64>,
+    /// 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
 /// A page of deliveries (a JSON array); when more follow, a `Link: <…>; rel="next"` header
 /// (RFC 8288) points at the next page.
+#[utoipa::path(get, operation_id = "list_deliveries", path = "/api/v1/deliveries", tag = "deliveries", params(ListQuery),
+    responses((status = 200, description = "Deliveries, newest first", body = Vec<crate::ops::DeliveryView>,
+        headers(("link" = String, description = "`</api/v1/deliveries?before=N&limit=N>; rel=\"next\"` when more follow"))),
+        ReadErrors))]
 async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(100);
     let page = ops::list_deliveries(&s.db, q.provider.as_deref(), q.before, limit).await?;
@@ -52,6 +68,10 @@ async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Ap
     Ok(r)
 }
 
+/// Enqueues the delivery's job again; refused (400) while its last job is unfinished.
+#[utoipa::path(post, operation_id = "replay_delivery", path = "/api/v1/deliveries/{id}/replay", tag = "deliveries",
+    params(("id" = i64, Path, description = "Delivery id")),
+    responses((status = 200, description = "The job that was enqueued", body = Replayed), WriteErrors))]
 async fn replay(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let r = ops::replay_delivery(&s.db, id).await?;
     Ok(Json(json!({"job_id": r.id()})))

@@ -8,11 +8,17 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::receiver::openapi::schemas::{
+    ExternalIssueCreated, IntegrationDetail, IntegrationOut, ReadErrors, WriteErrors,
+};
 use crate::redact::redact;
 use crate::startup::AppState;
+use crate::store::external::ExternalIssue;
 use crate::store::external::{self, NewExternalIssue};
+use crate::store::integrations::OrganizationIntegration;
 use crate::store::integrations::{self, ExternalProject, Integration, NewIntegration};
 use crate::store::{found, groups, organizations};
 
@@ -51,7 +57,24 @@ pub fn routes() -> Router<AppState> {
         .route("/groups/{id}/links", post(link_group))
 }
 
-fn integration_json(i: &Integration) -> Value {
+/// This module's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_integrations,
+    create_integration,
+    get_integration,
+    update_integration,
+    list_installs,
+    install,
+    list_external_projects,
+    upsert_external_project,
+    create_external_issue,
+    get_external_issue,
+    link_group,
+))]
+pub(super) struct Doc;
+
+pub(super) fn integration_json(i: &Integration) -> Value {
     json!({
         "id": i.id, "provider": i.provider, "external_id": i.external_id, "name": i.name,
         "metadata": redact(&i.metadata.0), "status": if i.status == integrations::STATUS_ACTIVE { "active" } else { "disabled" },
@@ -71,7 +94,7 @@ fn check_metadata(v: &Value) -> ApiResult<()> {
 fn check_provider_metadata(provider: &str, v: &Value) -> ApiResult<()> {
     let actor_ok = |a: &Value| {
         a.as_str()
-            .is_some_and(|s| !s.trim().is_empty() && s.len() <= 200)
+            .is_some_and(|s| !s.trim().is_empty() && s.chars().count() <= 200)
     };
     let ok = match v.get("sync_actor_ids") {
         None => true,
@@ -94,20 +117,36 @@ fn check_provider_metadata(provider: &str, v: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateIntegration {
+pub(crate) struct CreateIntegration {
+    /// vsts, jira, jira_server or discord.
+    #[schema(pattern = "^(vsts|jira|jira_server|discord)$", example = "jira")]
     provider: String,
+    /// The provider's id of the account, tenant or application: 1 to 64 characters, not blank.
+    #[schema(
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        max_length = 64,
+        example = "jira:0a1b2c3d"
+    )]
     external_id: String,
+    #[schema(example = "Acme Jira")]
     name: String,
+    /// Provider settings and secrets (shown redacted afterwards). `sync_actor_ids`: our own
+    /// accounts at the provider (non-empty strings of up to 200 characters, at most 100).
+    /// Discord: `public_key`, the application's Ed25519 public key (64 hex digits).
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object, example = json!({"base_url": "https://acme.atlassian.net", "shared_secret": "s3cret"}))]
     metadata: Value,
 }
 
-fn empty_object() -> Value {
+pub(super) fn empty_object() -> Value {
     json!({})
 }
 
+/// Creates an integration (409 when the provider has one with the same external_id).
+#[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", request_body = CreateIntegration,
+    responses((status = 201, description = "Created", body = IntegrationOut), WriteErrors))]
 async fn create_integration(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<CreateIntegration>,
@@ -117,7 +156,7 @@ async fn create_integration(
             "provider must be one of {PROVIDERS:?}"
         )));
     }
-    if b.external_id.trim().is_empty() || b.external_id.len() > 64 {
+    if b.external_id.trim().is_empty() || b.external_id.chars().count() > 64 {
         return Err(ApiError::bad_request(
             "external_id must be 1 to 64 characters",
         ));
@@ -147,11 +186,15 @@ async fn create_integration(
     Ok((StatusCode::CREATED, Json(integration_json(&i))))
 }
 
-#[derive(Deserialize)]
-struct ProviderFilter {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProviderFilter {
+    /// Only this provider's integrations.
     provider: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", params(ProviderFilter),
+    responses((status = 200, description = "The integrations (secrets redacted)", body = Vec<IntegrationOut>), ReadErrors))]
 async fn list_integrations(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ProviderFilter>,
@@ -163,6 +206,9 @@ async fn list_integrations(
     )))
 }
 
+#[utoipa::path(get, path = "/api/v1/integrations/{id}", tag = "integrations",
+    params(("id" = i64, Path, description = "Integration id")),
+    responses((status = 200, description = "The integration with its installations", body = IntegrationDetail), ReadErrors))]
 async fn get_integration(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -178,15 +224,22 @@ async fn get_integration(
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchIntegration {
+pub(crate) struct PatchIntegration {
     name: Option<String>,
     /// Merged key by key into the stored metadata; a null value removes the key.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    #[schema(value_type = Option<crate::receiver::openapi::schemas::IntegrationStatus>)]
     status: Option<String>,
 }
 
+/// Renames, enables or disables an integration, or merges keys into its metadata.
+#[utoipa::path(patch, path = "/api/v1/integrations/{id}", tag = "integrations",
+    params(("id" = i64, Path, description = "Integration id")),
+    request_body = PatchIntegration,
+    responses((status = 200, description = "The changed integration", body = IntegrationOut), WriteErrors))]
 async fn update_integration(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -261,13 +314,50 @@ pub fn check_config(config: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+/// An installation's config: the sync switches and the resolution strategy (other keys are
+/// kept as given).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct InstallConfig {
+    #[serde(default)]
+    sync_status_forward: bool,
+    #[serde(default)]
+    sync_status_reverse: bool,
+    #[serde(default)]
+    sync_forward_assignment: bool,
+    #[serde(default)]
+    sync_reverse_assignment: bool,
+    #[serde(default)]
+    sync_comments: bool,
+    #[serde(default)]
+    sync_status_reverse_overrides_ignored: bool,
+    #[serde(default)]
+    resolution_strategy: ResolutionStrategy,
+}
+
+#[derive(ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum ResolutionStrategy {
+    #[default]
+    Resolve,
+    ResolveCurrentRelease,
+    ResolveNextRelease,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Install {
+pub(crate) struct Install {
     #[serde(default = "empty_object")]
+    #[schema(value_type = InstallConfig)]
     config: Value,
 }
 
+/// Installs the integration on an organization, or replaces the installation's config.
+#[utoipa::path(put, operation_id = "install_integration", path = "/api/v1/integrations/{id}/organizations/{org_id}", tag = "integrations",
+    params(("id" = i64, Path, description = "Integration id"), ("org_id" = i64, Path, description = "Organization id")),
+    request_body = Install,
+    responses((status = 200, description = "The installation", body = OrganizationIntegration), WriteErrors))]
 async fn install(
     State(s): State<AppState>,
     ApiPath((id, org_id)): ApiPath<(i64, i64)>,
@@ -295,6 +385,9 @@ async fn install(
     Ok(Json(json!(oi)))
 }
 
+#[utoipa::path(get, path = "/api/v1/integrations/{id}/organizations", tag = "integrations",
+    params(("id" = i64, Path, description = "Integration id")),
+    responses((status = 200, description = "The integration's installations", body = Vec<OrganizationIntegration>), ReadErrors))]
 async fn list_installs(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -309,16 +402,25 @@ async fn list_installs(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpsertExternalProject {
+pub(crate) struct UpsertExternalProject {
+    #[schema(min_length = 1, example = "10000")]
     external_id: String,
     #[serde(default)]
     name: String,
+    /// The provider's status that means resolved.
+    #[schema(min_length = 1, example = "Done")]
     resolved_status: String,
+    #[schema(min_length = 1, example = "To Do")]
     unresolved_status: String,
 }
 
+/// Sets the status mapping of one external project of an installation.
+#[utoipa::path(post, path = "/api/v1/organization-integrations/{id}/external-projects", tag = "integrations",
+    params(("id" = i64, Path, description = "Organization integration (installation) id")),
+    request_body = UpsertExternalProject,
+    responses((status = 200, description = "The stored mapping", body = ExternalProject), WriteErrors))]
 async fn upsert_external_project(
     State(s): State<AppState>,
     ApiPath(oi_id): ApiPath<i64>,
@@ -350,6 +452,9 @@ async fn upsert_external_project(
     Ok(Json(json!(p)))
 }
 
+#[utoipa::path(get, path = "/api/v1/organization-integrations/{id}/external-projects", tag = "integrations",
+    params(("id" = i64, Path, description = "Organization integration (installation) id")),
+    responses((status = 200, description = "The installation's status mappings", body = Vec<ExternalProject>), ReadErrors))]
 async fn list_external_projects(
     State(s): State<AppState>,
     ApiPath(oi_id): ApiPath<i64>,
@@ -364,21 +469,31 @@ async fn list_external_projects(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateExternalIssue {
+pub(crate) struct CreateExternalIssue {
+    #[serde(deserialize_with = "crate::receiver::json_int::int")]
     organization_id: i64,
+    #[serde(deserialize_with = "crate::receiver::json_int::int")]
     integration_id: i64,
+    /// The provider's issue key, e.g. `PROJ-1`; not blank.
+    #[schema(
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        example = "PROJ-1"
+    )]
     key: String,
     #[serde(default)]
     title: String,
     #[serde(default)]
     description: String,
     /// Groups to link the issue to, in the same transaction.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::receiver::json_int::ints")]
     group_ids: Vec<i64>,
 }
 
+/// Records an issue of the provider and links it to groups of the organization.
+#[utoipa::path(post, path = "/api/v1/external-issues", tag = "integrations", request_body = CreateExternalIssue,
+    responses((status = 201, description = "Created", body = ExternalIssueCreated), WriteErrors))]
 async fn create_external_issue(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<CreateExternalIssue>,
@@ -387,14 +502,25 @@ async fn create_external_issue(
         return Err(ApiError::bad_request("key must not be empty"));
     }
     let mut tx = s.db.begin_write().await?;
-    found(
-        organizations::find_organization(&mut tx, b.organization_id).await?,
-        "organization",
-    )?;
-    found(
-        integrations::find_integration(&mut tx, b.integration_id).await?,
-        "integration",
-    )?;
+    // Named in the body: a conflict (409) when missing, as every body reference.
+    if organizations::find_organization(&mut tx, b.organization_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::conflict(format!(
+            "organization {} does not exist",
+            b.organization_id
+        )));
+    }
+    if integrations::find_integration(&mut tx, b.integration_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::conflict(format!(
+            "integration {} does not exist",
+            b.integration_id
+        )));
+    }
     let now = crate::now_ms();
     let e = external::insert_external_issue(
         &mut tx,
@@ -418,7 +544,8 @@ async fn create_external_issue(
     ))
 }
 
-/// Links a group of the issue's organization; other organizations' groups are refused.
+/// Links a group of the issue's organization; a group that does not exist or is another
+/// organization's is a conflict (409).
 async fn link_in_tx(
     tx: &mut crate::db::Tx,
     group_id: i64,
@@ -426,15 +553,16 @@ async fn link_in_tx(
     organization_id: i64,
     now: i64,
 ) -> ApiResult<()> {
+    let unknown = ApiError::conflict;
     let g = groups::find_group(tx, group_id)
         .await?
-        .ok_or_else(|| ApiError::bad_request(format!("group {group_id} does not exist")))?;
+        .ok_or_else(|| unknown(format!("group {group_id} does not exist")))?;
     let p = found(
         crate::store::projects::find_project(tx, g.project_id).await?,
         "project",
     )?;
     if p.organization_id != organization_id {
-        return Err(ApiError::bad_request(format!(
+        return Err(unknown(format!(
             "group {group_id} is not in organization {organization_id}"
         )));
     }
@@ -442,6 +570,9 @@ async fn link_in_tx(
     Ok(())
 }
 
+#[utoipa::path(get, path = "/api/v1/external-issues/{id}", tag = "integrations",
+    params(("id" = i64, Path, description = "External issue id")),
+    responses((status = 200, description = "The external issue", body = ExternalIssue), ReadErrors))]
 async fn get_external_issue(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -454,12 +585,18 @@ async fn get_external_issue(
     Ok(Json(json!(e)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LinkGroup {
+pub(crate) struct LinkGroup {
+    /// An external issue of the group's organization.
+    #[serde(deserialize_with = "crate::receiver::json_int::int")]
     external_issue_id: i64,
 }
 
+#[utoipa::path(post, path = "/api/v1/groups/{id}/links", tag = "integrations",
+    params(("id" = i64, Path, description = "Group id")),
+    request_body = LinkGroup,
+    responses((status = 204, description = "Linked"), WriteErrors))]
 async fn link_group(
     State(s): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
@@ -467,121 +604,15 @@ async fn link_group(
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
     found(groups::find_group(&mut tx, group_id).await?, "group")?;
-    let e = found(
-        external::find_external_issue(&mut tx, b.external_issue_id).await?,
-        "external issue",
-    )?;
+    let e = external::find_external_issue(&mut tx, b.external_issue_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "external issue {} does not exist",
+                b.external_issue_id
+            ))
+        })?;
     link_in_tx(&mut tx, group_id, e.id, e.organization_id, crate::now_ms()).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-pub fn install_routes() -> Router<AppState> {
-    Router::new()
-        .route("/integrations/vsts/install", post(install_vsts))
-        .route(
-            "/integrations/jira-server/install",
-            post(install_jira_server),
-        )
-}
-
-impl From<crate::sync::install::InstallError> for ApiError {
-    fn from(e: crate::sync::install::InstallError) -> Self {
-        use crate::sync::install::InstallError as E;
-        match e {
-            E::Invalid(d) => ApiError::bad_request(d),
-            E::Refused(d) => {
-                ApiError::new(axum::http::StatusCode::BAD_REQUEST, "provider_refused", d)
-            }
-            E::Unreachable(d) => ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
-                "provider_unreachable",
-                d,
-            ),
-            E::Store(s) => s.into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VstsInstallBody {
-    organization_id: i64,
-    account_id: String,
-    account_name: String,
-    base_url: String,
-    access_token: String,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    /// Unix seconds when `access_token` expires.
-    #[serde(default)]
-    expires: Option<i64>,
-    #[serde(default = "empty_object")]
-    config: Value,
-}
-
-async fn install_vsts(
-    State(s): State<AppState>,
-    ApiJson(b): ApiJson<VstsInstallBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_config(&b.config)?;
-    if b.account_id.trim().is_empty()
-        || b.access_token.is_empty()
-        || !b.base_url.starts_with("http")
-    {
-        return Err(ApiError::bad_request(
-            "account_id, access_token and an absolute base_url are required",
-        ));
-    }
-    let req = crate::sync::install::VstsInstall {
-        organization_id: b.organization_id,
-        account_id: b.account_id,
-        account_name: b.account_name,
-        base_url: b.base_url,
-        access_token: b.access_token,
-        refresh_token: b.refresh_token.filter(|r| !r.is_empty()),
-        expires: b.expires,
-        config: b.config,
-    };
-    let i = crate::sync::install::install_vsts(&s, &req).await?;
-    Ok((StatusCode::CREATED, Json(integration_json(&i))))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JiraServerInstallBody {
-    organization_id: i64,
-    url: String,
-    consumer_key: String,
-    private_key: String,
-    access_token: String,
-    #[serde(default)]
-    access_token_secret: String,
-    #[serde(default = "yes")]
-    verify_ssl: bool,
-    #[serde(default = "empty_object")]
-    config: Value,
-}
-
-fn yes() -> bool {
-    true
-}
-
-async fn install_jira_server(
-    State(s): State<AppState>,
-    ApiJson(b): ApiJson<JiraServerInstallBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_config(&b.config)?;
-    let req = crate::sync::install::JiraServerInstall {
-        organization_id: b.organization_id,
-        url: b.url,
-        consumer_key: b.consumer_key,
-        private_key: b.private_key,
-        access_token: b.access_token,
-        access_token_secret: b.access_token_secret,
-        verify_ssl: b.verify_ssl,
-        config: b.config,
-    };
-    let i = crate::sync::install::install_jira_server(&s, &req).await?;
-    Ok((StatusCode::CREATED, Json(integration_json(&i))))
 }

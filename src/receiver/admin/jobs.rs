@@ -7,9 +7,11 @@ use axum::{Json, Router};
 use issuesync_jobs::Envelope;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::ops::{self, OpsError};
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::receiver::openapi::schemas::{Killed, Purged, ReadErrors, Retried, WriteErrors};
 use crate::startup::AppState;
 use crate::store::jobs::JobFilter;
 use crate::worker::enqueue::enqueue_envelope;
@@ -26,6 +28,13 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}/kill", post(kill_one))
 }
 
+/// This module's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list, create, stats, retry_bulk, kill_bulk, purge, show, retry_one, kill_one
+))]
+pub(super) struct Doc;
+
 impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
         match e {
@@ -38,17 +47,24 @@ impl From<OpsError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// pending, scheduled, running, failed, dead or done.
     state: Option<String>,
+    /// webhooks, inbound, outbound or maintenance.
     queue: Option<String>,
+    /// A job kind, e.g. `process_webhook`.
     job: Option<String>,
     /// A text in the payload, e.g. an external issue key.
     search: Option<String>,
     limit: Option<i64>,
 }
 
+/// Jobs, newest first (`issuesync jobs list`).
+#[utoipa::path(get, operation_id = "list_jobs", path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
+    responses((status = 200, description = "The jobs; payloads are redacted", body = Vec<crate::ops::JobView>), ReadErrors))]
 async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -65,25 +81,44 @@ async fn list(
     Ok(Json(json!(jobs)))
 }
 
+/// A job with its attempt history (`issuesync jobs show`).
+#[utoipa::path(get, operation_id = "show_job", path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (a ULID)")),
+    responses((status = 200, description = "The job", body = crate::ops::JobDetail), ReadErrors))]
 async fn show(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(ops::show(&s.db, &id).await?)))
 }
 
+/// Counts per queue and state, the oldest due job's wait, the last hour's outcomes.
+#[utoipa::path(get, operation_id = "job_stats", path = "/api/v1/jobs/stats", tag = "jobs",
+    responses((status = 200, description = "Queue statistics", body = crate::ops::Stats), ReadErrors))]
 async fn stats(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(ops::stats(&s.db).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewJob {
+pub(crate) struct NewJob {
+    /// A job kind (see `issuesync jobs kinds`).
+    #[schema(example = "noop")]
     job: String,
+    /// The job's arguments, checked against its kind.
     #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({}))]
     args: Value,
-    /// Run this many seconds from now.
-    #[serde(default)]
-    delay_secs: Option<u64>,
+    /// Run this many seconds from now (at most a year: longer delays are cut to a year).
+    #[serde(default, deserialize_with = "crate::receiver::json_int::opt_int")]
+    #[schema(minimum = 0)]
+    delay_secs: Option<i64>,
 }
 
+/// Enqueues a job: 201 when new, 200 with the existing job when an unfinished one has the
+/// same dedup key.
+#[utoipa::path(post, operation_id = "create_job", path = "/api/v1/jobs", tag = "jobs", request_body = NewJob,
+    responses(
+        (status = 201, description = "Enqueued", body = crate::store::jobs::Enqueued),
+        (status = 200, description = "A duplicate of an unfinished job; nothing enqueued", body = crate::store::jobs::Enqueued),
+        WriteErrors))]
 async fn create(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<NewJob>,
@@ -103,9 +138,12 @@ async fn create(
             serde_json::to_string(&noop.behaviour).unwrap_or_default()
         )));
     }
+    if b.delay_secs.is_some_and(|d| d < 0) {
+        return Err(ApiError::bad_request("delay_secs must not be negative"));
+    }
     let run_at = b
         .delay_secs
-        .map(|d| chrono::Utc::now() + chrono::Duration::seconds(d.min(365 * 86_400) as i64));
+        .map(|d| chrono::Utc::now() + chrono::Duration::seconds(d.min(365 * 86_400)));
     let mut tx = s.db.begin().await?;
     let r = enqueue_envelope(
         &mut tx,
@@ -125,15 +163,19 @@ async fn create(
     Ok((status, Json(json!(r))))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkRetry {
+pub(crate) struct BulkRetry {
+    /// These jobs; or, when empty, the jobs matching `state` and `queue`.
     #[serde(default)]
     ids: Vec<String>,
     state: Option<String>,
     queue: Option<String>,
 }
 
+/// Sets failed or dead jobs to run again (`issuesync jobs retry`).
+#[utoipa::path(post, operation_id = "retry_jobs", path = "/api/v1/jobs/retry", tag = "jobs", request_body = BulkRetry,
+    responses((status = 200, description = "How many jobs will run again", body = Retried), WriteErrors))]
 async fn retry_bulk(
     State(s): State<AppState>,
     ApiJson(b): ApiJson<BulkRetry>,
@@ -142,6 +184,9 @@ async fn retry_bulk(
     Ok(Json(json!({"retried": n})))
 }
 
+#[utoipa::path(post, operation_id = "retry_job", path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, description = "1 when the job will run again, 0 when it is not failed or dead", body = Retried), WriteErrors))]
 async fn retry_one(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -151,16 +196,22 @@ async fn retry_one(
     Ok(Json(json!({"retried": n})))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Kill {
+pub(crate) struct Kill {
+    /// The jobs to kill (finished ones are left as they are).
     #[serde(default)]
+    #[schema(required = true, min_items = 1)]
     ids: Vec<String>,
+    /// Recorded as the jobs' last error; default "killed by an operator".
     reason: Option<String>,
 }
 
 const DEFAULT_KILL_REASON: &str = "killed by an operator";
 
+/// Marks unfinished jobs dead (`issuesync jobs kill`).
+#[utoipa::path(post, operation_id = "kill_jobs", path = "/api/v1/jobs/kill", tag = "jobs", request_body = Kill,
+    responses((status = 200, description = "How many jobs were killed", body = Killed), WriteErrors))]
 async fn kill_bulk(State(s): State<AppState>, ApiJson(b): ApiJson<Kill>) -> ApiResult<Json<Value>> {
     let n = ops::kill(
         &s.db,
@@ -171,12 +222,17 @@ async fn kill_bulk(State(s): State<AppState>, ApiJson(b): ApiJson<Kill>) -> ApiR
     Ok(Json(json!({"killed": n})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct KillQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct KillQuery {
+    /// Recorded as the job's last error; default "killed by an operator".
     reason: Option<String>,
 }
 
+#[utoipa::path(post, operation_id = "kill_job", path = "/api/v1/jobs/{id}/kill", tag = "jobs",
+    params(("id" = String, Path, description = "Job id"), KillQuery),
+    responses((status = 200, description = "1 when the job was killed, 0 when it had finished", body = Killed), WriteErrors))]
 async fn kill_one(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -188,13 +244,23 @@ async fn kill_one(
     Ok(Json(json!({"killed": n})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Purge {
+pub(crate) struct Purge {
+    /// A finished state: done or dead.
+    #[schema(pattern = "^(done|dead)$", example = "done")]
     state: String,
+    /// An age: `7d`, `12h`, `30m`, `45s` or plain seconds.
+    #[schema(
+        pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[0-9]{1,12}[dhms]?[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "7d"
+    )]
     older_than: String,
 }
 
+/// Deletes finished jobs older than the age (`issuesync jobs purge`).
+#[utoipa::path(post, operation_id = "purge_jobs", path = "/api/v1/jobs/purge", tag = "jobs", request_body = Purge,
+    responses((status = 200, description = "How many jobs were deleted", body = Purged), WriteErrors))]
 async fn purge(State(s): State<AppState>, ApiJson(b): ApiJson<Purge>) -> ApiResult<Json<Value>> {
     let age = ops::parse_age(&b.older_than)?;
     let n = ops::purge(&s.db, &b.state, age).await?;

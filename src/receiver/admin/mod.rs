@@ -2,6 +2,7 @@
 
 mod decisions;
 mod deliveries;
+mod install;
 mod integrations;
 mod jobs;
 mod orgs;
@@ -27,12 +28,35 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(orgs::routes())
         .merge(users::routes())
         .merge(projects::routes())
-        .merge(integrations::install_routes())
+        .merge(install::routes())
         .merge(integrations::routes())
         .merge(jobs::routes())
         .merge(deliveries::routes())
         .merge(decisions::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin_token))
+        // Added after the route layer, so it is served without a token.
+        .route(
+            "/openapi.json",
+            axum::routing::get(crate::receiver::openapi::openapi_json),
+        )
+}
+
+/// The admin operations of the OpenAPI document (`receiver::openapi::document`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = orgs::Doc::openapi();
+    for part in [
+        users::Doc::openapi(),
+        projects::Doc::openapi(),
+        integrations::Doc::openapi(),
+        install::Doc::openapi(),
+        jobs::Doc::openapi(),
+        deliveries::Doc::openapi(),
+        decisions::Doc::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
 }
 
 /// Refuses every request without the admin token; with no token configured, refuses all.

@@ -6,11 +6,15 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::LIST_LIMIT;
 use crate::db::Tx;
 use crate::domain::project;
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::receiver::openapi::schemas::{
+    GroupOut, GroupWithCache, OwnershipOut, ProjectOut, ReadErrors, WriteErrors,
+};
 use crate::startup::AppState;
 use crate::store::groups::{self, NewGroup};
 use crate::store::{found, organizations, projects, teams};
@@ -34,12 +38,43 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize)]
+/// This module's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_projects,
+    create_project,
+    get_project,
+    delete_project,
+    add_team,
+    remove_team,
+    list_groups,
+    create_group,
+    get_group,
+    update_group,
+    get_ownership,
+    put_ownership
+))]
+pub(super) struct Doc;
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewProject {
+pub(crate) struct NewProject {
+    /// Not blank.
+    #[schema(
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        example = "API"
+    )]
     name: String,
+    /// Lower-case letters, digits, `-` or `_`, not only digits; default: generated from the
+    /// name, unique in the organization.
+    #[schema(
+        pattern = r"^[a-z0-9_-]*[a-z_-][a-z0-9_-]*$",
+        max_length = 50,
+        example = "api"
+    )]
     slug: Option<String>,
-    #[serde(default)]
+    /// Teams of the organization that get the project.
+    #[serde(default, deserialize_with = "crate::receiver::json_int::ints")]
     teams: Vec<i64>,
 }
 
@@ -51,6 +86,11 @@ async fn project_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
     Ok(v)
 }
 
+/// Creates a project (snowflake id; the slug is generated under a per-organization lock).
+#[utoipa::path(post, path = "/api/v1/organizations/{id}/projects", tag = "projects",
+    params(("id" = i64, Path, description = "Organization id")),
+    request_body = NewProject,
+    responses((status = 201, description = "Created", body = ProjectOut), WriteErrors))]
 async fn create_project(
     State(s): State<AppState>,
     ApiPath(org_id): ApiPath<i64>,
@@ -71,6 +111,9 @@ async fn create_project(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/organizations/{id}/projects", tag = "projects",
+    params(("id" = i64, Path, description = "Organization id")),
+    responses((status = 200, description = "The organization's projects", body = Vec<ProjectOut>), ReadErrors))]
 async fn list_projects(
     State(s): State<AppState>,
     ApiPath(org_id): ApiPath<i64>,
@@ -87,6 +130,9 @@ async fn list_projects(
     Ok(Json(json!(out)))
 }
 
+#[utoipa::path(get, path = "/api/v1/projects/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    responses((status = 200, description = "The project with its team ids", body = ProjectOut), ReadErrors))]
 async fn get_project(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -95,6 +141,10 @@ async fn get_project(
     Ok(Json(project_json(&mut tx, id).await?))
 }
 
+/// Deletes the project and, by cascade, its groups and links.
+#[utoipa::path(delete, path = "/api/v1/projects/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    responses((status = 204, description = "Deleted"), WriteErrors))]
 async fn delete_project(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -103,6 +153,9 @@ async fn delete_project(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(put, path = "/api/v1/projects/{id}/teams/{team_id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id"), ("team_id" = i64, Path, description = "A team of the project's organization")),
+    responses((status = 204, description = "The team has the project"), WriteErrors))]
 async fn add_team(
     State(s): State<AppState>,
     ApiPath((id, team_id)): ApiPath<(i64, i64)>,
@@ -111,10 +164,13 @@ async fn add_team(
     let p = found(projects::find_project(&mut tx, id).await?, "project")?;
     match teams::find_team(&mut tx, team_id).await? {
         Some(t) if t.organization_id == p.organization_id => {}
+        // A team of another organization is as unknown here as one that does not exist.
         _ => {
-            return Err(ApiError::bad_request(format!(
-                "team {team_id} is not in the project's organization"
-            )));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("team {team_id} is not in the project's organization"),
+            ));
         }
     }
     projects::add_project_team(&mut tx, id, team_id).await?;
@@ -122,6 +178,9 @@ async fn add_team(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/projects/{id}/teams/{team_id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id"), ("team_id" = i64, Path, description = "Team id")),
+    responses((status = 204, description = "The team no longer has the project"), WriteErrors))]
 async fn remove_team(
     State(s): State<AppState>,
     ApiPath((id, team_id)): ApiPath<(i64, i64)>,
@@ -141,14 +200,23 @@ async fn remove_team(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateGroup {
+pub(crate) struct CreateGroup {
+    /// Not blank.
+    #[schema(
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        example = "TypeError: x is undefined"
+    )]
     title: String,
     /// "unresolved" (default) | "resolved" | "ignored"
+    #[schema(value_type = Option<crate::receiver::openapi::schemas::StatusName>)]
     status: Option<String>,
     /// Epoch milliseconds; default now.
+    #[serde(default, deserialize_with = "crate::receiver::json_int::opt_int")]
     last_seen: Option<i64>,
+    /// Epoch milliseconds; default `last_seen`.
+    #[serde(default, deserialize_with = "crate::receiver::json_int::opt_int")]
     first_seen: Option<i64>,
 }
 
@@ -172,6 +240,11 @@ pub fn status_name(status: i32) -> &'static str {
     }
 }
 
+/// Creates a group (an issue of the error tracker) in the project.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/groups", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    request_body = CreateGroup,
+    responses((status = 201, description = "Created", body = GroupOut), WriteErrors))]
 async fn create_group(
     State(s): State<AppState>,
     ApiPath(project_id): ApiPath<i64>,
@@ -205,12 +278,18 @@ async fn create_group(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-#[derive(Deserialize)]
-struct GroupPage {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GroupPage {
+    /// Groups with a smaller id than this.
     before: Option<i64>,
+    /// Page size, clamped to 1..=500; default 100.
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/projects/{id}/groups", tag = "projects",
+    params(("id" = i64, Path, description = "Project id"), GroupPage),
+    responses((status = 200, description = "A page of the project's groups, newest first", body = Vec<crate::store::groups::Group>), ReadErrors))]
 async fn list_groups(
     State(s): State<AppState>,
     ApiPath(project_id): ApiPath<i64>,
@@ -245,6 +324,9 @@ pub async fn group_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
     Ok(v)
 }
 
+#[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Group id")),
+    responses((status = 200, description = "The group", body = GroupWithCache), ReadErrors))]
 async fn get_group(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     let mut v = group_json(&mut tx, id).await?;
@@ -255,18 +337,22 @@ async fn get_group(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiR
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct GroupUpdate {
+pub(crate) struct GroupUpdate {
     /// "resolved" | "unresolved" | "ignored"
+    #[schema(value_type = Option<crate::receiver::openapi::schemas::StatusName>)]
     status: Option<String>,
     /// With "unresolved": "ongoing" (default) or "regressed"; with "ignored":
     /// "archived_until_escalating" (default) or "archived_forever".
+    #[schema(value_type = Option<String>, example = "regressed")]
     substatus: Option<String>,
     /// "user:ID" | "team:ID" | null (unassign). Absent: unchanged.
     #[serde(default, rename = "assignedTo", deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = "^(user|team):[+-]?[0-9]{1,18}$", example = "user:42")]
     assigned_to: Option<Option<String>>,
     /// The acting user, recorded in the activity.
+    #[serde(default, deserialize_with = "crate::receiver::json_int::opt_int")]
     acting_user_id: Option<i64>,
 }
 
@@ -285,6 +371,10 @@ pub fn parse_actor(s: &str) -> ApiResult<crate::domain::assign::Actor> {
 }
 
 /// The status/assignee change intent (Sentry's update_groups / handle_assigned_to).
+#[utoipa::path(put, path = "/api/v1/groups/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Group id")),
+    request_body = GroupUpdate,
+    responses((status = 200, description = "The changed group", body = GroupOut), WriteErrors))]
 async fn update_group(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -320,6 +410,15 @@ async fn update_group(
     if status.is_none() && assigned_to.is_none() {
         return Err(ApiError::bad_request("give status and/or assignedTo"));
     }
+    // Recorded in the activity and subscribed to the group: it must exist.
+    if let Some(u) = b.acting_user_id {
+        let mut tx = s.db.begin().await?;
+        if crate::store::users::find_user(&mut tx, u).await?.is_none() {
+            return Err(ApiError::conflict(format!(
+                "acting user {u} does not exist"
+            )));
+        }
+    }
     let change = GroupChange {
         status,
         assigned_to,
@@ -337,26 +436,32 @@ async fn update_group(
     .map_err(|e| match e {
         ChangeError::NotFound => ApiError::not_found("group"),
         ChangeError::Invalid(d) => ApiError::bad_request(d),
+        ChangeError::UnknownAssignee(d) => ApiError::conflict(d),
         ChangeError::Store(e) => e.into(),
     })?;
     let mut tx = s.db.begin().await?;
     Ok(Json(group_json(&mut tx, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Ownership {
+pub(crate) struct Ownership {
     /// The ownership rules text (evaluated by the main product).
+    #[schema(max_length = 100_000, example = "path:src/* #backend")]
     raw: String,
 }
 
 /// Stores the rules and, in the same transaction, enqueues the owner-debounce invalidation.
+#[utoipa::path(put, path = "/api/v1/projects/{id}/ownership", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    request_body = Ownership,
+    responses((status = 200, description = "The stored rules", body = OwnershipOut), WriteErrors))]
 async fn put_ownership(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<Ownership>,
 ) -> ApiResult<Json<Value>> {
-    if b.raw.len() > 100_000 {
+    if b.raw.chars().count() > 100_000 {
         return Err(ApiError::bad_request(
             "ownership rules are limited to 100,000 characters",
         ));
@@ -374,6 +479,9 @@ async fn put_ownership(
     Ok(Json(json!({"project_id": id, "raw": b.raw})))
 }
 
+#[utoipa::path(get, path = "/api/v1/projects/{id}/ownership", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    responses((status = 200, description = "The rules; raw is null when none are stored", body = OwnershipOut), ReadErrors))]
 async fn get_ownership(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,

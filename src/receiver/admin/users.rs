@@ -6,11 +6,14 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::LIST_LIMIT;
 use crate::db::Tx;
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::receiver::openapi::schemas::{ReadErrors, UserOut, WriteErrors};
 use crate::startup::AppState;
+use crate::store::identities::Identity;
 use crate::store::{StoreError, found, identities, users};
 
 pub fn routes() -> Router<AppState> {
@@ -25,18 +28,40 @@ pub fn routes() -> Router<AppState> {
         .route("/identities/{id}", delete(unlink_identity))
 }
 
+/// This module's operations in the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_users,
+    create_user,
+    get_user,
+    add_email,
+    list_identities,
+    link_identity,
+    unlink_identity
+))]
+pub(super) struct Doc;
+
 /// Chat providers whose accounts can be linked.
 const IDENTITY_PROVIDERS: &[&str] = &["discord"];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewIdentity {
+pub(crate) struct NewIdentity {
+    #[schema(pattern = "^discord$", example = "discord")]
     provider: String,
     /// The account id at the provider (a Discord user id: a snowflake in a string).
+    #[schema(
+        pattern = r"^[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[0-9]{1,32}[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "80351110224678912"
+    )]
     external_id: String,
 }
 
 /// Links a chat account to the user: its clicks then act as this user.
+#[utoipa::path(post, path = "/api/v1/users/{id}/identities", tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    request_body = NewIdentity,
+    responses((status = 201, description = "Linked", body = Identity), WriteErrors))]
 async fn link_identity(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -72,6 +97,9 @@ async fn link_identity(
     Ok((StatusCode::CREATED, Json(json!(identity))))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}/identities", tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    responses((status = 200, description = "The user's linked chat accounts", body = Vec<Identity>), ReadErrors))]
 async fn list_identities(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -83,6 +111,9 @@ async fn list_identities(
     )))
 }
 
+#[utoipa::path(delete, path = "/api/v1/identities/{id}", tag = "users",
+    params(("id" = i64, Path, description = "Identity id")),
+    responses((status = 204, description = "Unlinked"), WriteErrors))]
 async fn unlink_identity(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -95,25 +126,38 @@ async fn unlink_identity(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewEmail {
+pub(crate) struct NewEmail {
+    /// Something `@` something, no blanks, at most 254 characters.
+    #[schema(
+        pattern = r"^[^@\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+@[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+$",
+        max_length = 254,
+        example = "jane@example.com"
+    )]
     email: String,
     #[serde(default)]
     is_verified: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(crate) struct NewUser {
+    /// Not blank.
+    #[schema(
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+        example = "Jane Doe"
+    )]
     name: String,
+    /// Distinct addresses (409 when one is given twice).
     #[serde(default)]
     emails: Vec<NewEmail>,
 }
 
+/// Something `@` something, no blanks, at most 254 characters (the document's pattern).
 fn check_email(e: &str) -> ApiResult<&str> {
-    let e = e.trim();
-    let ok = e.len() <= 254
+    let ok = e.chars().count() <= 254
+        && !e.chars().any(char::is_whitespace)
         && e.split_once('@')
             .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty());
     if ok {
@@ -131,6 +175,9 @@ async fn user_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
     )
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users",
+    request_body = NewUser,
+    responses((status = 201, description = "Created", body = UserOut), WriteErrors))]
 async fn create_user(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<NewUser>,
@@ -146,13 +193,21 @@ async fn create_user(
     for e in &body.emails {
         users::add_user_email(&mut tx, user.id, check_email(&e.email)?, e.is_verified)
             .await
-            .map_err(|_| ApiError::bad_request(format!("email {:?} is given twice", e.email)))?;
+            .map_err(|err| match err {
+                StoreError::Conflict(_) => {
+                    ApiError::conflict(format!("email {:?} is given twice", e.email))
+                }
+                other => other.into(),
+            })?;
     }
     let out = user_json(&mut tx, user.id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
+/// The users (at most 500) with their emails.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, description = "The users", body = Vec<UserOut>), ReadErrors))]
 async fn list_users(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     let mut out = Vec::new();
@@ -162,11 +217,19 @@ async fn list_users(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(out)))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    responses((status = 200, description = "The user with its emails", body = UserOut), ReadErrors))]
 async fn get_user(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     Ok(Json(user_json(&mut tx, id).await?))
 }
 
+/// Adds an email to the user (409 when the user has it already).
+#[utoipa::path(post, path = "/api/v1/users/{id}/emails", tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    request_body = NewEmail,
+    responses((status = 201, description = "The user with its emails", body = UserOut), WriteErrors))]
 async fn add_email(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
