@@ -338,7 +338,8 @@ async fn regression_syncs_and_ignore_does_not(app: TestApp) {
             Some(json!({"assignedTo": "user:999999"})),
         )
         .await;
-    assert_eq!(s, 400);
+    // An id in the body that resolves to nothing: 409 (an id in the path: 404).
+    assert_eq!(s, 409);
     let (s, _) = app
         .api(
             reqwest::Method::PUT,
