@@ -218,6 +218,13 @@ pub enum ChaosCmd {
     },
 }
 
+/// The state of a bench run, its database migrated.
+async fn migrated(settings: Settings) -> anyhow::Result<startup::AppState> {
+    let state = startup::build_state(settings).await?;
+    state.db.migrate().await?;
+    Ok(state)
+}
+
 pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Pickup {
@@ -225,8 +232,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
             gap_ms,
             json,
         } => {
-            let state = startup::build_state(settings).await?;
-            state.db.migrate().await?;
+            let state = migrated(settings).await?;
             let r = issuesync::bench::pickup(
                 &state,
                 samples,
@@ -262,8 +268,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
             worker_log,
             json,
         } => {
-            let state = startup::build_state(settings).await?;
-            state.db.migrate().await?;
+            let state = migrated(settings).await?;
             let r = issuesync::bench::queue::burn_down(
                 &state,
                 jobs,
@@ -311,8 +316,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
                         .map_err(|_| anyhow::anyhow!("--rates takes numbers or max, not {n:?}")),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let state = startup::build_state(settings).await?;
-            state.db.migrate().await?;
+            let state = migrated(settings).await?;
             let r = issuesync::bench::receiver::receiver(
                 &state,
                 &rates,
@@ -356,8 +360,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
             outbound_concurrency,
             json,
         } => {
-            let state = startup::build_state(settings).await?;
-            state.db.migrate().await?;
+            let state = migrated(settings).await?;
             let r = issuesync::bench::e2e::e2e(
                 &state,
                 webhooks,
@@ -385,8 +388,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
             Ok(())
         }
         BenchCmd::Chaos(scenario) => {
-            let state = startup::build_state(settings).await?;
-            state.db.migrate().await?;
+            let state = migrated(settings).await?;
             use issuesync::bench::chaos::{self, Invariants};
             fn out<R: serde::Serialize + Invariants>(
                 r: R,
@@ -545,8 +547,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
             recent,
             json,
         } => {
-            let state = startup::build_state(settings).await?;
-            state.db.migrate().await?;
+            let state = migrated(settings).await?;
             let r = issuesync::bench::invalidate(&state, groups, recent).await?;
             if json {
                 return super::print_json(&r);

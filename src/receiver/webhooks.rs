@@ -411,10 +411,7 @@ async fn insert_with_job_pg(
     let encoded = Envelope::of(&ProcessWebhook {
         delivery_id: MARKER,
     })
-    .map(|e| Envelope {
-        traceparent: crate::trace::current_traceparent(),
-        ..e
-    })
+    .map(crate::store::enqueue::traced)
     .and_then(|e| serde_json::to_string(&e))
     .map_err(|e| {
         tracing::error!(error = %e, "cannot encode the process_webhook job");

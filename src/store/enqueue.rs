@@ -8,6 +8,15 @@ use crate::db::Tx;
 use crate::store::StoreError;
 use crate::store::jobs::{self, Enqueued, NewJob};
 
+/// `envelope` with the `traceparent` of the current span, unless it names one already: the
+/// worker continues that trace. Every path that stores a job goes through here.
+pub fn traced(mut envelope: Envelope) -> Envelope {
+    if envelope.traceparent.is_none() {
+        envelope.traceparent = crate::trace::current_traceparent();
+    }
+    envelope
+}
+
 /// Enqueues `job` to run now, in the caller's transaction.
 pub async fn enqueue<J: Job>(tx: &mut Tx, job: &J) -> Result<Enqueued, StoreError> {
     enqueue_at(tx, job, None).await
@@ -25,7 +34,7 @@ pub async fn enqueue_at<J: Job>(
         tx,
         J::QUEUE,
         J::MAX_ATTEMPTS,
-        &envelope,
+        envelope,
         job.dedup_key(),
         run_at,
         J::COALESCE,
@@ -38,24 +47,13 @@ pub async fn enqueue_envelope(
     tx: &mut Tx,
     queue: &str,
     max_attempts: u32,
-    envelope: &Envelope,
+    envelope: Envelope,
     dedup_key: Option<String>,
     run_at: Option<DateTime<Utc>>,
     coalesce: bool,
 ) -> Result<Enqueued, StoreError> {
-    let traced;
-    let envelope = if envelope.traceparent.is_none()
-        && let Some(t) = crate::trace::current_traceparent()
-    {
-        traced = Envelope {
-            traceparent: Some(t),
-            ..envelope.clone()
-        };
-        &traced
-    } else {
-        envelope
-    };
-    let payload = serde_json::to_vec(envelope)
+    let envelope = traced(envelope);
+    let payload = serde_json::to_vec(&envelope)
         .map_err(|e| StoreError::Conflict(format!("cannot encode job: {e}")))?;
     let r = jobs::enqueue(
         tx,
@@ -90,9 +88,9 @@ pub async fn enqueue_fresh<J: Job>(
     job: &J,
     id: String,
 ) -> Result<Enqueued, StoreError> {
-    let mut envelope = Envelope::of(job)
+    let envelope = Envelope::of(job)
+        .map(traced)
         .map_err(|e| StoreError::Conflict(format!("cannot encode {}: {e}", J::JOB_NAME)))?;
-    envelope.traceparent = crate::trace::current_traceparent();
     let payload = serde_json::to_vec(&envelope)
         .map_err(|e| StoreError::Conflict(format!("cannot encode job: {e}")))?;
     let r = jobs::enqueue(

@@ -144,13 +144,14 @@ async fn create(
     let run_at = b
         .delay_secs
         .map(|d| chrono::Utc::now() + chrono::Duration::seconds(d.min(365 * 86_400)));
+    let dedup_key = issuesync_jobs::dedup_key_of(&env);
     let mut tx = s.db.begin().await?;
     let r = enqueue_envelope(
         &mut tx,
         kind.queue,
         kind.max_attempts,
-        &env,
-        issuesync_jobs::dedup_key_of(&env),
+        env,
+        dedup_key,
         run_at,
         kind.coalesce,
     )
