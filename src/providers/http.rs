@@ -214,7 +214,7 @@ impl Http {
         };
         let span = tracing::info_span!(
             "provider call",
-            otel.name = %format!("{} {}", req.method, req.route),
+            otel.name = %format_args!("{} {}", req.method, req.route),
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             http.request.method = %req.method,

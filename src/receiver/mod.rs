@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
                 // Info, so the id and the path are on every log line of the request.
                 let span = tracing::info_span!(
                     "request",
-                    otel.name = %format!("{} {path}", req.method()),
+                    otel.name = %format_args!("{} {path}", req.method()),
                     otel.kind = "server",
                     method = %req.method(),
                     path = %path,

@@ -135,7 +135,7 @@ fn job_span(job_id: &str, attempt: i32, env: Option<&Envelope>) -> tracing::Span
     let arg = |k: &str| env.and_then(|e| e.args.get(k)).and_then(Value::as_i64);
     let span = tracing::info_span!(
         "job",
-        otel.name = %format!("job {kind}"),
+        otel.name = %format_args!("job {kind}"),
         otel.kind = "consumer",
         otel.status_code = tracing::field::Empty,
         job_id,
