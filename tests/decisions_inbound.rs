@@ -11,7 +11,8 @@ use common::decisions::{
 };
 use common::sync::{
     self, ADO_SECRET, COLLECTION, JIRA_CLIENT_KEY, JIRA_SECRET, JIRA_SERVER_ID, JIRA_SERVER_SECRET,
-    PROJECT_GUID, connect_jwt, fixture, jira_server_token, mock_jira_statuses, post_jira_server,
+    PROJECT_GUID, ado_state, connect_jwt, fixture, jira_server_token, mock_jira_statuses,
+    post_jira_server,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -288,18 +289,6 @@ async fn inbound_assignee_decisions_and_explain(app: TestApp) {
     assert_eq!((code, out.as_str()), (1, ""));
 }
 
-fn vsts_state(item: i64, old: Option<&str>, new: &str, notification: &str, rev: i64) -> Value {
-    let mut v = fixture("vsts_workitem_updated_state_change.json");
-    v["id"] = json!(notification);
-    v["resource"]["workItemId"] = json!(item);
-    v["resource"]["rev"] = json!(rev);
-    v["resource"]["fields"]["System.State"] = match old {
-        Some(o) => json!({"oldValue": o, "newValue": new}),
-        None => json!({"newValue": new}),
-    };
-    v
-}
-
 async fn post_vsts(app: &TestApp, body: &Value) {
     assert_eq!(sync::post_vsts(app, body, Some(ADO_SECRET)).await.0, 200);
 }
@@ -331,7 +320,7 @@ async fn inbound_status_decisions(app: TestApp) {
         .await;
     let _workers = app.start_workers();
 
-    post_vsts(&app, &vsts_state(33, Some("Active"), "Resolved", "n-4", 4)).await;
+    post_vsts(&app, &ado_state(33, Some("Active"), "Resolved", "n-4", 4)).await;
     let ds = wait_for(&app, g, "applied", 30).await;
     let failed = find(&ds, "inbound", "status", "provider_error");
     assert_eq!(failed["outcome"], "failed");
@@ -360,13 +349,13 @@ async fn inbound_status_decisions(app: TestApp) {
     )));
     app.drain().await;
 
-    post_vsts(&app, &vsts_state(33, Some("Active"), "Resolved", "n-5", 5)).await;
+    post_vsts(&app, &ado_state(33, Some("Active"), "Resolved", "n-5", 5)).await;
     app.drain().await;
     // A work item created in a done state: both flags, a NOOP.
-    post_vsts(&app, &vsts_state(33, None, "Resolved", "n-6", 6)).await;
+    post_vsts(&app, &ado_state(33, None, "Resolved", "n-6", 6)).await;
     app.drain().await;
     // An older revision arrives late: it must not unresolve.
-    post_vsts(&app, &vsts_state(33, Some("Resolved"), "Active", "n-3", 3)).await;
+    post_vsts(&app, &ado_state(33, Some("Resolved"), "Active", "n-3", 3)).await;
     app.drain().await;
     let ds = group_decisions(&app, g).await;
     assert_eq!(
@@ -388,7 +377,7 @@ async fn inbound_status_decisions(app: TestApp) {
     // An archived group is left alone.
     let archived = w.group(&app, w.project, "ignored").await;
     w.link(&app, w.org, w.vsts, "34", archived).await;
-    post_vsts(&app, &vsts_state(34, Some("Active"), "Resolved", "n-34", 2)).await;
+    post_vsts(&app, &ado_state(34, Some("Active"), "Resolved", "n-34", 2)).await;
     app.drain().await;
     let ds = group_decisions(&app, archived).await;
     assert_eq!(

@@ -8,8 +8,8 @@ use common::TestApp;
 use common::decisions::{install, org_team_project};
 use common::sync::{
     ADO_SECRET, COLLECTION, JIRA_CLIENT_KEY, JIRA_SECRET, JIRA_SERVER_ID, JIRA_SERVER_SECRET,
-    PROJECT_GUID, connect_jwt, fixture, jira_server_token, mock_jira_statuses, named_jobs,
-    outbound_jobs, post_jira, post_jira_server, post_vsts,
+    PROJECT_GUID, ado_state, connect_jwt, fixture, jira_server_token, mock_jira_statuses,
+    named_jobs, outbound_jobs, post_jira, post_jira_server, post_vsts,
 };
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -455,17 +455,6 @@ async fn two_orgs_share_an_integration_one_with_sync_off(app: TestApp) {
     );
 }
 
-fn vsts_state(old: Option<&str>, new: &str, notification: &str, rev: i64) -> Value {
-    let mut v = fixture("vsts_workitem_updated_state_change.json");
-    v["id"] = json!(notification);
-    v["resource"]["rev"] = json!(rev);
-    v["resource"]["fields"]["System.State"] = match old {
-        Some(o) => json!({"oldValue": o, "newValue": new}),
-        None => json!({"newValue": new}),
-    };
-    v
-}
-
 async fn vsts_status_decisions(app: TestApp) {
     let w = world(&app).await;
     let _workers = app.start_workers();
@@ -476,7 +465,7 @@ async fn vsts_status_decisions(app: TestApp) {
     assert_eq!(
         post_vsts(
             &app,
-            &vsts_state(None, "Resolved", "n-1", 3),
+            &ado_state(33, None, "Resolved", "n-1", 3),
             Some(ADO_SECRET)
         )
         .await
@@ -492,7 +481,7 @@ async fn vsts_status_decisions(app: TestApp) {
     assert_eq!(
         post_vsts(
             &app,
-            &vsts_state(Some("Active"), "Resolved", "n-2", 4),
+            &ado_state(33, Some("Active"), "Resolved", "n-2", 4),
             Some(ADO_SECRET)
         )
         .await
@@ -525,7 +514,7 @@ async fn vsts_status_decisions(app: TestApp) {
     assert_eq!(
         post_vsts(
             &app,
-            &vsts_state(Some("Resolved"), "Active", "n-3", 5),
+            &ado_state(33, Some("Resolved"), "Active", "n-3", 5),
             Some(ADO_SECRET)
         )
         .await
@@ -694,7 +683,7 @@ async fn stale_events_are_skipped(app: TestApp) {
     w.link(&app, w.org, w.vsts, "33", g).await;
     post_vsts(
         &app,
-        &vsts_state(Some("Active"), "Resolved", "n-10", 10),
+        &ado_state(33, Some("Active"), "Resolved", "n-10", 10),
         Some(ADO_SECRET),
     )
     .await;
@@ -702,7 +691,7 @@ async fn stale_events_are_skipped(app: TestApp) {
     // An older revision arrives late: it must not unresolve.
     post_vsts(
         &app,
-        &vsts_state(Some("Resolved"), "Active", "n-9", 9),
+        &ado_state(33, Some("Resolved"), "Active", "n-9", 9),
         Some(ADO_SECRET),
     )
     .await;

@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::sync::{ADO_SECRET, ado_inbound_status, ado_resolved};
+use common::sync::{ADO_SECRET, ado_inbound_status, ado_state};
 use serde_json::Value;
 use wiremock::MockServer;
 
@@ -63,7 +63,7 @@ async fn every_line_is_json_with_the_span_fields() {
         .post(format!("{base}/extensions/vsts/issue-updated/"))
         .header("shared-secret", ADO_SECRET)
         .header("x-request-id", "json-logs-req-1")
-        .json(&ado_resolved(33, "json-logs-1"))
+        .json(&ado_state(33, Some("Active"), "Resolved", "json-logs-1", 3))
         .send()
         .await
         .expect("post");

@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::sync::{ADO_SECRET, ado_inbound_status, ado_resolved};
+use common::sync::{ADO_SECRET, ado_inbound_status, ado_state};
 use common::{Backend, Seq};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
@@ -88,7 +88,7 @@ async fn webhook_job_and_provider_call_are_one_trace() {
             .client
             .post(app.url("/extensions/vsts/issue-updated/"))
             .header("shared-secret", ADO_SECRET)
-            .json(&ado_resolved(33, &notification))
+            .json(&ado_state(33, Some("Active"), "Resolved", &notification, 3))
             .send()
             .await
             .expect("post");

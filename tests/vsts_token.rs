@@ -6,6 +6,7 @@
 mod common;
 
 use common::TestApp;
+use common::sync::{ado_state, fixture};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -22,11 +23,6 @@ sqlite_and_pg_redis_tests!(
     reinstall_replaces_the_token_set,
     metadata_patch_racing_a_token_save_keeps_the_new_token,
 );
-
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
-}
 
 struct World {
     org: i64,
@@ -125,16 +121,6 @@ async fn mount_token_endpoint(w: &World, delay_ms: u64) {
         .await;
 }
 
-/// A work item's state change Active → Resolved (rev 4).
-fn resolved_event(work_item: i64, notification: &str) -> Value {
-    let mut v = fixture("vsts_workitem_updated_state_change.json");
-    v["id"] = json!(notification);
-    v["resource"]["workItemId"] = json!(work_item);
-    v["resource"]["rev"] = json!(4);
-    v["resource"]["fields"]["System.State"] = json!({"oldValue": "Active", "newValue": "Resolved"});
-    v
-}
-
 async fn post_vsts(app: &TestApp, body: &Value) {
     let r = app
         .client
@@ -205,7 +191,7 @@ async fn expired_token_is_refreshed_before_the_inbound_states_call(app: TestApp)
     mount_token_endpoint(&w, 0).await;
     let g = w.group(&app, "33").await;
     let _workers = app.start_workers();
-    post_vsts(&app, &resolved_event(33, "n-1")).await;
+    post_vsts(&app, &ado_state(33, Some("Active"), "Resolved", "n-1", 4)).await;
     app.drain().await;
 
     assert_eq!(
@@ -329,8 +315,8 @@ async fn concurrent_jobs_with_an_expired_token_refresh_once(app: TestApp) {
     let g34 = w.group(&app, "34").await;
     let g35 = w.group(&app, "35").await;
     // Two inbound status changes and one outbound unassign, queued before any worker runs.
-    post_vsts(&app, &resolved_event(33, "n-33")).await;
-    post_vsts(&app, &resolved_event(34, "n-34")).await;
+    post_vsts(&app, &ado_state(33, Some("Active"), "Resolved", "n-33", 4)).await;
+    post_vsts(&app, &ado_state(34, Some("Active"), "Resolved", "n-34", 4)).await;
     enqueue_unassign(&app, g35).await;
     let _workers = app.start_workers();
     app.drain().await;

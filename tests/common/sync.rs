@@ -310,11 +310,16 @@ pub async fn ado_inbound_status(app: &TestApp, mock: &MockServer, item: i64) -> 
     (ado, group)
 }
 
-/// ADO's "work item updated" with the state moved from Active to Resolved.
-pub fn ado_resolved(item: i64, notification: &str) -> Value {
+/// ADO's "work item updated" of work item `item` at revision `rev`, its state moved `old` →
+/// `new` (no `old`: the item was created in that state).
+pub fn ado_state(item: i64, old: Option<&str>, new: &str, notification: &str, rev: i64) -> Value {
     let mut v = fixture("vsts_workitem_updated_state_change.json");
     v["id"] = json!(notification);
     v["resource"]["workItemId"] = json!(item);
-    v["resource"]["fields"]["System.State"] = json!({"oldValue": "Active", "newValue": "Resolved"});
+    v["resource"]["rev"] = json!(rev);
+    v["resource"]["fields"]["System.State"] = match old {
+        Some(o) => json!({"oldValue": o, "newValue": new}),
+        None => json!({"newValue": new}),
+    };
     v
 }
