@@ -1,5 +1,8 @@
 //! Typed configuration: `config/default.toml`, then `config/$ISSUESYNC_ENV.toml`, then the
 //! conventional variables (`DATABASE_URL`, `REDIS_URL`), then `ISSUESYNC_<SECTION>__<KEY>`.
+//!
+//! A little over 600 lines: every key, its default, its check and the unknown-key warning
+//! sit together so that a key cannot be added without its validation.
 
 use std::path::{Path, PathBuf};
 

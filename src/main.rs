@@ -10,7 +10,8 @@ use tokio::sync::watch;
 mod cli;
 
 use issuesync::config::Settings;
-use issuesync::startup::{self, AppState};
+use issuesync::startup;
+use issuesync::sync::Services;
 
 use crate::cli::bench::BenchCmd;
 use crate::cli::deliveries::DeliveriesCmd;
@@ -218,7 +219,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn work(
-    state: AppState,
+    state: Services,
     args: WorkArgs,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {

@@ -329,13 +329,13 @@ pub async fn replay_delivery(db: &Db, id: i64) -> Result<jobs::Enqueued, OpsErro
         .ok_or_else(|| OpsError::NotFound(format!("delivery {id}")))?;
     // A Discord interaction is re-applied by its own job (its follow-up token lasts 15 min).
     let r = if delivery.provider == crate::sync::discord::PROVIDER {
-        crate::worker::enqueue(
+        crate::store::enqueue::enqueue(
             &mut tx,
             &issuesync_jobs::discord_interaction::DiscordInteraction { delivery_id: id },
         )
         .await?
     } else {
-        crate::worker::enqueue(
+        crate::store::enqueue::enqueue(
             &mut tx,
             &issuesync_jobs::process_webhook::ProcessWebhook { delivery_id: id },
         )

@@ -1,8 +1,8 @@
-//! Builds the application once, for `main` and for the tests (Zero To Production style).
+//! The composition root: builds the application once, for `main`, the bench and the tests
+//! (Zero To Production style). Nothing else imports it.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,78 +11,11 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::db::{Db, DbError, PoolSettings};
 use crate::domain::caches::Caches;
-use crate::domain::project::Ctx;
 use crate::domain::snowflake::{SequenceSource, Snowflake};
 use crate::kv::{Kv, KvError};
 use crate::providers::http::Http;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub kv: Kv,
-    pub caches: Caches,
-    pub http: Http,
-    pub snowflake: Snowflake,
-    pub settings: Arc<Settings>,
-    /// Webhook requests this process refused lately (the ops page shows them).
-    pub refusals: Arc<crate::receiver::refusals::RefusalLog>,
-    /// Active integrations by (provider, external id), for the receiver: a few seconds
-    /// stale at most (see `INTEGRATION_CACHE_TTL`).
-    pub integrations:
-        moka::future::Cache<(String, String), crate::store::integrations::Integration>,
-    /// Writes successful job attempts in batches (worker processes only use it).
-    pub completer: crate::worker::completer::Completer,
-    /// All active integrations of a provider, for checks before a body is read (ADO's
-    /// shared secret, Discord's signature); as stale as `integrations` at most.
-    pub active_integrations:
-        moka::future::Cache<&'static str, Arc<Vec<crate::store::integrations::Integration>>>,
-    /// Bodies of authenticated senders buffered at once, in KiB permits
-    /// (`http.max_buffered_body_bytes`).
-    pub bodies: Arc<tokio::sync::Semaphore>,
-    /// Bodies read before their sender is authenticated, in KiB permits
-    /// (`http.max_unauthenticated_body_bytes`).
-    pub unauthenticated_bodies: Arc<tokio::sync::Semaphore>,
-}
-
-/// A semaphore of KiB permits for `bytes` of bodies.
-fn body_semaphore(bytes: usize) -> Arc<tokio::sync::Semaphore> {
-    Arc::new(tokio::sync::Semaphore::new(bytes.div_ceil(1024)))
-}
-
-impl AppState {
-    /// Our Atlassian Connect app key (`iss` of outbound Jira Cloud requests): the host of
-    /// the public URL plus ".jira", as Sentry does.
-    pub fn jira_app_key(&self) -> String {
-        let host = self
-            .settings
-            .public_url
-            .split("://")
-            .nth(1)
-            .unwrap_or("")
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("");
-        format!("{host}.jira")
-    }
-
-    /// Drops the receiver's cached integrations after one was written.
-    pub fn forget_integrations(&self) {
-        self.integrations.invalidate_all();
-        self.active_integrations.invalidate_all();
-    }
-
-    pub fn domain_ctx(&self) -> Ctx<'_> {
-        Ctx {
-            db: &self.db,
-            kv: &self.kv,
-            snowflake: &self.snowflake,
-        }
-    }
-}
-
-/// How long the receiver trusts a looked-up integration: a disabled integration or a
-/// rotated secret takes effect within this.
-pub const INTEGRATION_CACHE_TTL: Duration = Duration::from_secs(5);
+use crate::receiver::state::HttpState;
+use crate::sync::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -98,7 +31,7 @@ pub enum StartupError {
 }
 
 /// Connects to the database (and Redis when configured). Does not migrate.
-pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
+pub async fn build_state(settings: Settings) -> Result<Services, StartupError> {
     crate::telemetry::metrics();
     let db = Db::connect(
         &settings.database_url,
@@ -114,41 +47,19 @@ pub async fn build_state(settings: Settings) -> Result<AppState, StartupError> {
         region_id: settings.snowflake.region_id,
         epoch_start: settings.snowflake.epoch_start,
     };
-    let bodies = body_semaphore(settings.http.max_buffered_body_bytes);
-    let unauthenticated_bodies = body_semaphore(settings.http.max_unauthenticated_body_bytes);
-    Ok(AppState {
-        db: db.clone(),
-        caches: Caches::new(kv.clone(), &settings.cache),
-        http: {
-            let mut http = Http::new(
-                kv.clone(),
-                &settings.rate_limits_per_second(),
-                Duration::from_millis(settings.http.provider_timeout_ms),
-            );
-            // While Redis is unavailable, each process takes its share of the rate (÷ live workers).
-            http.limiter = http.limiter.with_fallback_share(
-                db.clone(),
-                settings.queue.heartbeat_secs * u64::from(settings.queue.missed_heartbeats),
-                settings.redis_url.as_deref(),
-            );
-            http
-        },
-        kv,
-        snowflake,
-        settings: Arc::new(settings),
-        refusals: Arc::default(),
-        bodies,
-        unauthenticated_bodies,
-        completer: Default::default(),
-        integrations: moka::future::Cache::builder()
-            .max_capacity(10_000)
-            .time_to_live(INTEGRATION_CACHE_TTL)
-            .build(),
-        active_integrations: moka::future::Cache::builder()
-            .max_capacity(16)
-            .time_to_live(INTEGRATION_CACHE_TTL)
-            .build(),
-    })
+    let caches = Caches::new(kv.clone(), &settings.cache);
+    let mut http = Http::new(
+        kv.clone(),
+        &settings.rate_limits_per_second(),
+        Duration::from_millis(settings.http.provider_timeout_ms),
+    );
+    // While Redis is unavailable, each process takes its share of the rate (÷ live workers).
+    http.limiter = http.limiter.with_fallback_share(
+        db.clone(),
+        settings.queue.heartbeat_secs * u64::from(settings.queue.missed_heartbeats),
+        settings.redis_url.as_deref(),
+    );
+    Ok(Services::new(db, kv, caches, http, snowflake, settings))
 }
 
 /// A bound but not yet serving HTTP server.
@@ -159,7 +70,7 @@ pub struct Server {
     limits: crate::receiver::serve::Limits,
     /// `/metrics` on its own address (`metrics_bind`).
     metrics: Option<(TcpListener, Router)>,
-    state: AppState,
+    state: HttpState,
 }
 
 async fn listen(addr: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
@@ -194,7 +105,8 @@ fn connection_cap(configured: usize) -> usize {
     configured.min(fits)
 }
 
-pub async fn bind(state: AppState) -> Result<Server, StartupError> {
+pub async fn bind(services: Services) -> Result<Server, StartupError> {
+    let state = HttpState::new(services);
     let (listener, addr) = listen(&state.settings.bind).await?;
     let metrics = match &state.settings.metrics_bind {
         Some(m) => Some((
@@ -231,7 +143,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(crate::receiver::health::refresh_queue_gauges(
-            self.state.clone(),
+            self.state.services.clone(),
             stop.clone(),
         ));
         if let Some((listener, router)) = self.metrics {
@@ -252,9 +164,10 @@ impl Server {
 /// `/metrics` alone on `metrics_bind`, for processes without a receiver (`issuesync work`);
 /// None when `metrics_bind` is unset.
 pub async fn serve_metrics_only(
-    state: AppState,
+    services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, StartupError> {
+    let state = HttpState::new(services);
     let Some(addr) = state.settings.metrics_bind.clone() else {
         return Ok(None);
     };
@@ -268,7 +181,7 @@ pub async fn serve_metrics_only(
     let router = crate::receiver::metrics_router(state.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     tokio::spawn(crate::receiver::health::refresh_queue_gauges(
-        state,
+        state.services,
         stop.clone(),
     ));
     Ok(Some(tokio::spawn(async move {

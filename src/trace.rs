@@ -34,7 +34,7 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
 }
 
 /// Continues the caller's trace when a request carries a `traceparent` header.
-pub fn continue_from_headers(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+pub fn continue_from_headers(span: &tracing::Span, headers: &reqwest::header::HeaderMap) {
     if let Some(v) = headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()) {
         continue_trace(span, v);
     }

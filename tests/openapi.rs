@@ -67,7 +67,7 @@ fn served_routes() -> Vec<(String, String)> {
         let text = std::fs::read_to_string(&f).expect("admin source");
         out.extend(routes_in(&text, "/api/v1"));
     }
-    out.extend(routes_in(&source("src/receiver/webhooks.rs"), ""));
+    out.extend(routes_in(&source("src/receiver/webhooks/mod.rs"), ""));
     out.extend(routes_in(&source("src/receiver/health.rs"), ""));
     out
 }

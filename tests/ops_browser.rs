@@ -230,7 +230,7 @@ async fn operator_retries_from_the_browser() {
         // Enqueued scheduled far ahead, then killed: dead before any worker could run them.
         let id = {
             let mut tx = app.state.db.begin().await.unwrap();
-            let r = issuesync::worker::enqueue_at(
+            let r = issuesync::store::enqueue::enqueue_at(
                 &mut tx,
                 &Noop {
                     ledger: Some(marker.into()),

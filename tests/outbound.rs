@@ -474,7 +474,9 @@ async fn ado_token_refreshed_once_on_401(app: TestApp) {
             source_integration_id: None,
             acting_user_id: None,
         };
-        issuesync::worker::enqueue(&mut tx, &job).await.unwrap();
+        issuesync::store::enqueue::enqueue(&mut tx, &job)
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
     let _workers = app.start_workers();

@@ -158,10 +158,13 @@ async fn operator_kill_stops_a_job(app: TestApp) {
     let _w = app.start_workers();
     let mut tx = app.state.db.begin().await.unwrap();
     let later = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let r =
-        issuesync::worker::enqueue_at(&mut tx, &noop(Behaviour::Succeed, "killed"), Some(later))
-            .await
-            .unwrap();
+    let r = issuesync::store::enqueue::enqueue_at(
+        &mut tx,
+        &noop(Behaviour::Succeed, "killed"),
+        Some(later),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(app.job(r.id()).await.job.state, "scheduled");
     let (code, out) = app.run_cli(&["jobs", "kill", r.id(), "--reason", "bad data"]);
@@ -279,7 +282,7 @@ async fn panicking_job_does_not_take_the_worker_down(app: TestApp) {
 
 async fn enqueue_rolls_back_with_its_transaction(app: TestApp) {
     let mut tx = app.state.db.begin().await.unwrap();
-    let r = issuesync::worker::enqueue(&mut tx, &noop(Behaviour::Succeed, "rollback"))
+    let r = issuesync::store::enqueue::enqueue(&mut tx, &noop(Behaviour::Succeed, "rollback"))
         .await
         .unwrap();
     tx.rollback().await.unwrap();

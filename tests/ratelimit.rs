@@ -84,7 +84,9 @@ async fn three_workers_share_ten_requests_a_second() {
     }
     let mut tx = app.state.db.begin().await.unwrap();
     for j in &jobs {
-        issuesync::worker::enqueue(&mut tx, j).await.unwrap();
+        issuesync::store::enqueue::enqueue(&mut tx, j)
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
 

@@ -25,7 +25,7 @@ async fn three_workers_ten_thousand_jobs_one_killed() {
                 ..Default::default()
             };
             ids.push(
-                issuesync::worker::enqueue(&mut tx, &job)
+                issuesync::store::enqueue::enqueue(&mut tx, &job)
                     .await
                     .unwrap()
                     .id()

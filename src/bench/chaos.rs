@@ -6,6 +6,9 @@
 //! - `restart postgres|redis`: restart the database (or Redis) under webhook load;
 //! - `storm`: the provider fails 30 % with 5xx, 20 % with 429 + Retry-After and 10 % by
 //!   timing out, then recovers.
+//!
+//! Over 600 lines because the scenarios share their process, fault and report plumbing; it
+//! leaves the product with the rest of the harness.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,11 +30,11 @@ use super::e2e::{self, Seen};
 use super::queue::spawn_workers;
 use super::receiver::spawn_receiver;
 use super::{BenchError, WorkerProc, load};
-use crate::startup::AppState;
 use crate::store::jobs;
+use crate::sync::Services;
 
 async fn one<T>(
-    state: &AppState,
+    state: &Services,
     f: impl AsyncFnOnce(&mut crate::db::Tx) -> Result<T, crate::store::StoreError>,
 ) -> Result<T, BenchError> {
     let mut tx = state.db.begin().await?;
@@ -59,7 +62,7 @@ pub struct CrashReport {
 }
 
 pub async fn crash(
-    state: &AppState,
+    state: &Services,
     n: usize,
     workers: usize,
     kill_every: Duration,
@@ -75,7 +78,7 @@ pub async fn crash(
     for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
         let mut tx = state.db.begin_write().await?;
         for i in chunk {
-            crate::worker::enqueue(
+            crate::store::enqueue::enqueue(
                 &mut tx,
                 &Noop {
                     ledger: Some(format!("crash-{run}-{i}")),
@@ -240,7 +243,7 @@ fn service_command(target: &str, up: bool) -> Result<std::process::Command, Benc
 
 /// Webhooks at a steady rate for `secs` while `target` is stopped for `down` after 5 s.
 pub async fn restart(
-    state: &AppState,
+    state: &Services,
     target: &str,
     secs: u64,
     down: Duration,
@@ -453,7 +456,7 @@ pub(super) async fn storm_mock(storm: Storm) -> Result<String, BenchError> {
 /// Groups linked to Jira Server issues with a status mapping, resolved: one outbound
 /// status sync each (three requests to `mock`). Returns (group, external issue) pairs.
 pub(super) async fn seed_status_syncs(
-    state: &AppState,
+    state: &Services,
     n: usize,
     mock: &str,
 ) -> Result<Vec<(i64, i64)>, BenchError> {
@@ -484,7 +487,7 @@ pub(super) async fn seed_status_syncs(
     .await
     .map(|_| ()))?;
     for (group_id, external_issue_id) in &issues {
-        crate::worker::enqueue(
+        crate::store::enqueue::enqueue(
             &mut tx,
             &SyncStatusOutbound {
                 group_id: *group_id,
@@ -499,7 +502,7 @@ pub(super) async fn seed_status_syncs(
 }
 
 pub async fn storm(
-    state: &AppState,
+    state: &Services,
     n: usize,
     storm_secs: u64,
     rate_limit: u32,

@@ -15,11 +15,11 @@ use serde_json::{Value, json};
 use super::queue::spawn_workers;
 use super::receiver::spawn_receiver;
 use super::{BenchError, load};
-use crate::startup::AppState;
 use crate::store::external::{self, NewExternalIssue};
 use crate::store::groups::{self, NewGroup};
 use crate::store::integrations::{self, NewIntegration};
 use crate::store::{jobs, organizations, projects, teams, users};
+use crate::sync::Services;
 
 const PRIVATE_KEY: &str = include_str!("../../tests/fixtures/test_rsa_private.pem");
 const SECRET: &str = "bench webhook secret";
@@ -97,7 +97,7 @@ pub(super) async fn serve_mock(app: Router) -> Result<String, BenchError> {
 
 /// An organization with `n` groups, each linked to `IN-i` of the inbound Jira Server and
 /// `OUT-i` of the outbound one; the user Bob (verified email) on the project's team.
-pub(super) async fn seed(state: &AppState, n: u64, mock: &str) -> Result<String, BenchError> {
+pub(super) async fn seed(state: &Services, n: u64, mock: &str) -> Result<String, BenchError> {
     let now = crate::now_ms();
     let sf = &state.snowflake;
     let id = || async {
@@ -197,7 +197,7 @@ pub(super) fn jira_body(template: &Value, i: u64) -> Vec<u8> {
 pub(super) const JIRA_SERVER_PAYLOAD: &str =
     include_str!("../../tests/fixtures/jira_server_issue_updated_assignee_change.json");
 
-pub(super) async fn count_assigned(state: &AppState) -> Result<i64, BenchError> {
+pub(super) async fn count_assigned(state: &Services) -> Result<i64, BenchError> {
     let mut tx = state.db.begin().await?;
     Ok(crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
         "SELECT COUNT(*) FROM group_assignees"
@@ -206,7 +206,7 @@ pub(super) async fn count_assigned(state: &AppState) -> Result<i64, BenchError> 
     .await)?)
 }
 
-pub(super) async fn unfinished(state: &AppState) -> Result<i64, BenchError> {
+pub(super) async fn unfinished(state: &Services) -> Result<i64, BenchError> {
     let mut tx = state.db.begin().await?;
     let mut n = 0;
     for q in issuesync_jobs::queues::ALL {
@@ -216,7 +216,7 @@ pub(super) async fn unfinished(state: &AppState) -> Result<i64, BenchError> {
 }
 
 pub async fn e2e(
-    state: &AppState,
+    state: &Services,
     n: u64,
     rate_limit: u32,
     outbound_concurrency: Option<usize>,

@@ -14,7 +14,7 @@ use super::chaos::{Invariants, Storm, seed_status_syncs, storm_mock};
 use super::e2e::Seen;
 use super::receiver::free_port;
 use super::{BenchError, WorkerProc};
-use crate::startup::AppState;
+use crate::sync::Services;
 
 #[derive(Debug, Serialize)]
 pub struct RedisDownReport {
@@ -95,7 +95,7 @@ async fn scrape(port: u16) -> String {
 }
 
 pub async fn redis_down(
-    state: &AppState,
+    state: &Services,
     workers: usize,
     slots: usize,
     rate_limit: u32,

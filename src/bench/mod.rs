@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use issuesync_jobs::noop::Noop;
 use serde::Serialize;
 
-use crate::startup::AppState;
+use crate::store::enqueue::{enqueue, enqueue_at};
 use crate::store::jobs;
-use crate::worker::{enqueue, enqueue_at};
+use crate::sync::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -77,7 +77,7 @@ impl Drop for WorkerProc {
 }
 
 async fn wait_ledger(
-    state: &AppState,
+    state: &Services,
     marker: &str,
     n: i64,
     timeout: Duration,
@@ -97,7 +97,7 @@ async fn wait_ledger(
     }
 }
 
-async fn ledger_time(state: &AppState, marker: &str) -> Result<i64, BenchError> {
+async fn ledger_time(state: &Services, marker: &str) -> Result<i64, BenchError> {
     let mut tx = state.db.begin().await?;
     Ok(crate::on_tx!(&mut tx, |c| sqlx::query_scalar(
         "SELECT MIN(created_at) FROM job_ledger WHERE marker = $1"
@@ -109,7 +109,7 @@ async fn ledger_time(state: &AppState, marker: &str) -> Result<i64, BenchError> 
 
 /// Idle pickup latency and scheduled-job delay error, with a worker in another process.
 pub async fn pickup(
-    state: &AppState,
+    state: &Services,
     samples: usize,
     gap: Duration,
     config: Option<&std::path::Path>,
@@ -231,7 +231,7 @@ async fn redis_delete_calls(conn: &redis::aio::ConnectionManager) -> Result<u64,
 
 /// Sets the assignee_exists key of every recent group (pipelined; not measured).
 async fn populate_keys(
-    state: &AppState,
+    state: &Services,
     conn: &redis::aio::ConnectionManager,
     ids: &[i64],
 ) -> Result<(), BenchError> {
@@ -261,7 +261,7 @@ async fn populate_keys(
 /// The project-wide invalidation (the production job handler) against a naive loop of one
 /// DEL per key, on Postgres + Redis, measured in the same process.
 pub async fn invalidate(
-    state: &AppState,
+    state: &Services,
     groups: usize,
     recent: usize,
 ) -> Result<InvalidateReport, BenchError> {
@@ -310,7 +310,7 @@ pub async fn invalidate(
     populate_keys(state, conn, &ids).await?;
     let before = redis_delete_calls(conn).await?;
     let started = Instant::now();
-    let ctx = crate::worker::JobCtx::new(
+    let ctx = crate::sync::JobCtx::new(
         state.clone(),
         format!("bench-{}", uuid::Uuid::new_v4().simple()),
         1,

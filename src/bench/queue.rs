@@ -10,8 +10,8 @@ use issuesync_jobs::{Envelope, Job};
 use serde::Serialize;
 
 use super::{BenchError, WorkerProc};
-use crate::startup::AppState;
 use crate::store::jobs;
+use crate::sync::Services;
 
 #[derive(Debug, Serialize)]
 pub struct BurnDownReport {
@@ -46,7 +46,7 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 pub fn spawn_workers(
-    state: &AppState,
+    state: &Services,
     config: Option<&std::path::Path>,
     processes: usize,
     args: &[&str],
@@ -77,7 +77,7 @@ pub fn spawn_workers(
 
 /// `workers` is (processes, concurrency of each); `worker_log` their RUST_LOG.
 pub async fn burn_down(
-    state: &AppState,
+    state: &Services,
     n: usize,
     (processes, concurrency): (usize, usize),
     fetch_batch: usize,

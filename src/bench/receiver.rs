@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::load::LoadReport;
 use super::{BenchError, WorkerProc};
-use crate::startup::AppState;
 use crate::store::integrations::{self, NewIntegration};
+use crate::sync::Services;
 
 pub const ADO_PAYLOAD: &str =
     include_str!("../../tests/fixtures/vsts_workitem_updated_assignee_change.json");
@@ -56,7 +56,7 @@ pub(super) fn free_port() -> Result<u16, BenchError> {
 }
 
 /// The bench's ADO integration (secret `SECRET`), created once.
-pub(super) async fn seed(state: &AppState) -> Result<(), BenchError> {
+pub(super) async fn seed(state: &Services) -> Result<(), BenchError> {
     let template: Value =
         serde_json::from_str(ADO_PAYLOAD).map_err(|e| BenchError::Setup(e.to_string()))?;
     let collection = template
@@ -85,7 +85,7 @@ pub(super) async fn seed(state: &AppState) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn count_deliveries(state: &AppState) -> Result<i64, BenchError> {
+async fn count_deliveries(state: &Services) -> Result<i64, BenchError> {
     let mut tx = state.db.begin().await?;
     Ok(crate::store::deliveries::count_deliveries(&mut tx).await?)
 }
@@ -102,14 +102,14 @@ pub struct ServeOptions {
 
 /// Starts `issuesync serve` on a free port and waits until it answers.
 pub async fn spawn_receiver(
-    state: &AppState,
+    state: &Services,
     config: Option<&std::path::Path>,
 ) -> Result<(WorkerProc, String), BenchError> {
     spawn_receiver_with(state, config, &ServeOptions::default()).await
 }
 
 pub async fn spawn_receiver_with(
-    state: &AppState,
+    state: &Services,
     config: Option<&std::path::Path>,
     opts: &ServeOptions,
 ) -> Result<(WorkerProc, String), BenchError> {
@@ -192,7 +192,7 @@ pub(super) async fn run_load(
 }
 
 pub async fn receiver(
-    state: &AppState,
+    state: &Services,
     rates: &[Option<f64>],
     duration: Duration,
     connections: usize,
@@ -252,7 +252,7 @@ pub async fn receiver(
 
 /// Single-row inserts of the same payload with a unique key, by pgbench, same client count.
 async fn pgbench(
-    state: &AppState,
+    state: &Services,
     clients: usize,
     duration: Duration,
 ) -> Result<PgbenchReport, BenchError> {

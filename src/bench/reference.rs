@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 use super::BenchError;
 use crate::config::Settings;
 use crate::db::{Db, PoolSettings};
-use crate::startup::AppState;
+use crate::sync::Services;
 
 /// The table both the bare handler and pgbench insert into.
-pub async fn create_table(state: &AppState) -> Result<(), BenchError> {
+pub async fn create_table(state: &Services) -> Result<(), BenchError> {
     match &state.db {
         Db::Pg(p) => {
             sqlx::query(

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use super::queue::rss_kib;
 use super::receiver::{ServeOptions, spawn_receiver_with};
 use super::{BenchError, Percentiles, percentiles};
-use crate::startup::AppState;
+use crate::sync::Services;
 
 /// Latency of `GET /healthz` on a fresh connection (5 s when it never answers). Blocking,
 /// on a thread of its own, so that the load this process generates does not delay it.
@@ -147,7 +147,7 @@ pub struct ConnectionsReport {
 }
 
 pub async fn connections(
-    state: &AppState,
+    state: &Services,
     idle: usize,
     slow: usize,
     nofile: Option<u64>,
@@ -233,7 +233,7 @@ fn big_body(bytes: usize) -> Vec<u8> {
 }
 
 pub async fn bodies(
-    state: &AppState,
+    state: &Services,
     n: usize,
     config: Option<&std::path::Path>,
 ) -> Result<BodiesReport, BenchError> {
@@ -317,7 +317,7 @@ pub struct FloodReport {
 
 /// 1 MiB requests without valid credentials, round-robin over the webhook routes.
 pub async fn flood(
-    state: &AppState,
+    state: &Services,
     connections: usize,
     secs: u64,
     config: Option<&std::path::Path>,
@@ -427,7 +427,7 @@ pub struct ScrapeReport {
 }
 
 pub async fn scrape(
-    state: &AppState,
+    state: &Services,
     jobs: usize,
     scrapers: usize,
     secs: u64,

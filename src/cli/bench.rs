@@ -219,7 +219,7 @@ pub enum ChaosCmd {
 }
 
 /// The state of a bench run, its database migrated.
-async fn migrated(settings: Settings) -> anyhow::Result<startup::AppState> {
+async fn migrated(settings: Settings) -> anyhow::Result<issuesync::sync::Services> {
     let state = startup::build_state(settings).await?;
     state.db.migrate().await?;
     Ok(state)

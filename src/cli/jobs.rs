@@ -3,8 +3,8 @@
 use clap::Subcommand;
 
 use issuesync::ops;
-use issuesync::startup::AppState;
 use issuesync::store::jobs::JobFilter;
+use issuesync::sync::Services;
 
 use super::{fmt_ms, print_json};
 
@@ -65,7 +65,7 @@ pub enum JobsCmd {
     },
 }
 
-pub async fn jobs(state: &AppState, cmd: JobsCmd) -> anyhow::Result<()> {
+pub async fn jobs(state: &Services, cmd: JobsCmd) -> anyhow::Result<()> {
     let db = &state.db;
     match cmd {
         JobsCmd::List {

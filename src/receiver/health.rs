@@ -8,15 +8,16 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use crate::receiver::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
 }
 
-pub fn metrics_routes() -> Router<AppState> {
+pub fn metrics_routes() -> Router<HttpState> {
     Router::new().route("/metrics", get(metrics))
 }
 
@@ -27,7 +28,7 @@ async fn healthz() -> Json<Value> {
 /// Ready when the database answers. Redis down is reported as degraded, not unready: the
 /// receiver stores webhooks with the database alone, and taking every receiver out of a
 /// load balancer on a Redis outage would turn a degradation into an outage.
-async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn readyz(State(state): State<Services>) -> ApiResult<Json<Value>> {
     state
         .db
         .ping()
@@ -101,7 +102,7 @@ async fn metrics() -> ApiResult<(
 /// Reads queue depth and oldest pending age every few seconds into the gauges, so every
 /// receiver and worker process reports the same queue. One query per interval per process,
 /// however many scrapers there are.
-pub async fn refresh_queue_gauges(state: AppState, stop: tokio_util::sync::CancellationToken) {
+pub async fn refresh_queue_gauges(state: Services, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(QUEUE_GAUGE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -10,15 +10,15 @@ use serde_json::Value;
 
 use crate::providers::WebhookError;
 use crate::receiver::error::ApiError;
-use crate::startup::AppState;
 use crate::store::integrations;
+use crate::sync::Services;
 
 fn unauthorized(d: impl Into<String>) -> ApiError {
     ApiError::from(WebhookError::Unauthorized(d.into()))
 }
 
 pub async fn verify_lifecycle(
-    state: &AppState,
+    state: &Services,
     headers: &HeaderMap,
     query: &[(String, String)],
     path: &str,

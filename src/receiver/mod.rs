@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod ops;
 pub mod refusals;
 pub mod serve;
+pub mod state;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -23,9 +24,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::receiver::error::ApiError;
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: HttpState) -> Router {
     let body_limit = state.settings.http.body_limit_bytes;
     let timeout = Duration::from_millis(state.settings.http.request_timeout_ms);
     let health = if state.settings.metrics_bind.is_some() {
@@ -38,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(ops::routes())
         .nest("/api/v1", admin::routes(state.clone()))
+        // Outside the admin routes' token layer: the document is public.
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(openapi::openapi_json),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
@@ -104,7 +110,7 @@ async fn drop_unusable_request_id<B>(mut req: axum::http::Request<B>) -> axum::h
 }
 
 /// `/metrics` alone, for `metrics_bind`.
-pub fn metrics_router(state: AppState) -> Router {
+pub fn metrics_router(state: HttpState) -> Router {
     health::metrics_routes()
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)

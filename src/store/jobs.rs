@@ -9,6 +9,9 @@
 //!
 //! States shown to operators, derived from apalis' columns:
 //! pending (due) · scheduled (not yet due) · running · failed (will retry) · dead · done.
+//!
+//! Over 600 lines on purpose, for now: it is the whole of the apalis-backed queue's SQL, and
+//! goes away as one piece when the app moves onto the `issuesync-queue` crate (queue/).
 
 use serde::Serialize;
 use sqlx::types::chrono::{DateTime, Utc};

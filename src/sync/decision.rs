@@ -13,6 +13,7 @@ use crate::db::{Db, Tx};
 use crate::domain::assign::{Effects, OutboundNote};
 use crate::store::StoreError;
 use crate::store::decisions::{self, Decision, NewDecision};
+use crate::store::external::AffectedGroup;
 
 pub const INBOUND: &str = "inbound";
 pub const OUTBOUND: &str = "outbound";
@@ -88,6 +89,14 @@ pub fn reason_info(code: &str) -> Option<&'static ReasonInfo> {
 pub use crate::store::decisions::Refs as About;
 
 impl About {
+    /// This event's record for one group linked to its external issue.
+    pub fn for_group(&self, g: &AffectedGroup) -> About {
+        About {
+            external_issue_id: Some(g.external_issue_id),
+            ..self.clone().group(g.group_id, g.organization_id)
+        }
+    }
+
     /// A decision of `direction` on `field`, whose outcome follows from `reason`.
     pub fn decide(
         &self,

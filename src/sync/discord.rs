@@ -15,9 +15,9 @@ use crate::providers::discord::webhook::{
 use crate::providers::http::ApiError as ProviderError;
 use crate::store::integrations::{self, Integration};
 use crate::store::{StoreError, deliveries, groups, identities, teams, users};
+use crate::sync::JobCtx;
+use crate::sync::JobError;
 use crate::sync::intent::{self, ChangeError, ChangeSource, GroupChange, StatusIntent};
-use crate::worker::JobCtx;
-use crate::worker::error::JobError;
 
 pub const PROVIDER: &str = "discord";
 

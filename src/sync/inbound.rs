@@ -12,23 +12,22 @@ use serde_json::{Value, json};
 
 use super::decision::{self, About, Reason};
 use super::resolve::{ResolveAction, describe_change, resolve_action};
-use super::webhook::about_group;
 use super::{disabled_detail, off_detail, provider_name, switch};
 use crate::db::Tx;
 use crate::domain::assign::{self, Actor, Effects, GroupRef};
 use crate::domain::status::{StatusUpdate, update_group_status};
 use crate::domain::types::{activity, group_status, substatus};
-use crate::startup::AppState;
 use crate::store::decisions::NewDecision;
 use crate::store::external::{self, AffectedGroup, SequenceClaim, SequenceField};
 use crate::store::integrations::{self, Integration, OrganizationIntegration};
 use crate::store::{projects, users};
-use crate::worker::JobCtx;
-use crate::worker::error::JobError;
+use crate::sync::JobCtx;
+use crate::sync::JobError;
+use crate::sync::Services;
 
 /// The integration, active or not (a disabled one's events are recorded as `sync_disabled`
 /// by the caller); a missing one is a permanent error.
-pub(super) async fn load_integration(state: &AppState, id: i64) -> Result<Integration, JobError> {
+pub(super) async fn load_integration(state: &Services, id: i64) -> Result<Integration, JobError> {
     let mut tx = state.db.begin().await?;
     integrations::find_integration(&mut tx, id)
         .await?
@@ -42,7 +41,7 @@ pub(super) fn is_disabled(i: &Integration) -> bool {
 /// `sync_disabled` for `field` of every group linked to `key` (the integration is
 /// disabled), in a transaction of its own; the job is done.
 async fn record_disabled(
-    state: &AppState,
+    state: &Services,
     base: &About,
     integration_id: i64,
     key: &str,
@@ -85,7 +84,7 @@ fn group_ref(g: &AffectedGroup) -> GroupRef {
 
 /// Installations of the integration keyed by organization.
 pub(super) async fn installs(
-    state: &AppState,
+    state: &Services,
     integration_id: i64,
 ) -> Result<HashMap<i64, OrganizationIntegration>, JobError> {
     let mut tx = state.db.begin().await?;
@@ -134,12 +133,9 @@ async fn fresh_groups(
                 tracing::info!(group_id = g.group_id, seq, stored, "stale_event");
                 let detail =
                     format!("event sequence {seq} is older than the applied {name} event {stored}");
-                let d = about_group(base, &g).decide(
-                    decision::INBOUND,
-                    name,
-                    Reason::StaleEvent,
-                    detail,
-                );
+                let d =
+                    base.for_group(&g)
+                        .decide(decision::INBOUND, name, Reason::StaleEvent, detail);
                 decision::write(tx, effects, d).await?;
             }
         }
@@ -173,7 +169,8 @@ fn about(
     reason: Reason,
     detail: String,
 ) -> NewDecision {
-    about_group(base, g).decide(decision::INBOUND, field, reason, detail)
+    base.for_group(g)
+        .decide(decision::INBOUND, field, reason, detail)
 }
 
 fn actor_value(a: Option<Actor>) -> Option<String> {
@@ -385,7 +382,7 @@ pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Re
 
 /// After a commit: deletes the cache keys of changed groups (a cache outage only logs) and
 /// counts the sync decisions written.
-pub async fn after_commit(state: &AppState, effects: Effects) {
+pub async fn after_commit(state: &Services, effects: Effects) {
     decision::count(&effects.decisions);
     if let Err(e) = state
         .caches

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use crate::providers::http::{ApiError, Auth, Request, parse_rsa_key};
 use crate::providers::jira_server::auth::{make_token, webhook_secret};
-use crate::startup::AppState;
 use crate::store::StoreError;
 use crate::store::integrations::{self, Integration, NewIntegration};
 use crate::store::organizations;
+use crate::sync::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -83,7 +83,7 @@ pub struct VstsInstall {
 /// Installs Azure DevOps for an organization. An active integration that already has a
 /// subscription keeps it; otherwise one is created first.
 pub async fn install_vsts(
-    state: &AppState,
+    state: &Services,
     req: &VstsInstall,
 ) -> Result<Integration, InstallError> {
     let instance = format!("{}/", req.base_url.trim_end_matches('/'));
@@ -182,7 +182,7 @@ fn netloc(url: &str) -> Option<String> {
 
 /// Installs Jira Server: the webhook is registered before anything is saved.
 pub async fn install_jira_server(
-    state: &AppState,
+    state: &Services,
     req: &JiraServerInstall,
 ) -> Result<Integration, InstallError> {
     let host = netloc(&req.url).ok_or_else(|| {
@@ -276,7 +276,7 @@ enum Metadata<'a> {
 /// Inserts or updates the integration and installs it on the organization, in one transaction.
 #[allow(clippy::too_many_arguments)]
 async fn save(
-    state: &AppState,
+    state: &Services,
     existing: Option<Integration>,
     provider: &str,
     external_id: &str,

@@ -11,10 +11,10 @@ use crate::db::Tx;
 use crate::domain::assign::{self, Actor, Effects, GroupRef, OutboundNote, OutboundNoted};
 use crate::domain::status::{StatusUpdate, update_group_status};
 use crate::domain::types::{activity, group_status, subscription_reason, substatus};
-use crate::startup::AppState;
+use crate::store::enqueue::enqueue;
 use crate::store::jobs::Enqueued;
 use crate::store::{StoreError, external, groups, projects};
-use crate::worker::enqueue;
+use crate::sync::Services;
 
 /// A requested status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl From<sqlx::Error> for ChangeError {
 
 /// Applies `change` to group `group_id` and enqueues the outbound syncs, in one transaction.
 pub async fn apply_group_change(
-    state: &AppState,
+    state: &Services,
     group_id: i64,
     change: &GroupChange,
     source: &ChangeSource,

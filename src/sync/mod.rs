@@ -7,12 +7,16 @@ pub mod discord;
 pub mod inbound;
 pub mod install;
 pub mod intent;
+pub mod job;
 pub mod outbound;
 pub mod resolve;
+pub mod services;
 pub mod webhook;
 
 use serde_json::Value;
 
+pub use self::job::{JobCtx, JobError};
+pub use self::services::Services;
 use crate::store::integrations::OrganizationIntegration;
 
 /// The sync switch `key` of an installation (Sentry's `should_sync`); missing means off.

@@ -15,18 +15,18 @@ use crate::domain::types::group_status;
 use crate::providers::http::ApiError;
 use crate::providers::jira::client::JiraClient;
 use crate::providers::vsts::client::VstsClient;
-use crate::startup::AppState;
 use crate::store::decisions::NewDecision;
 use crate::store::external::{self, ExternalIssue};
 use crate::store::integrations::{self, Integration, OrganizationIntegration};
 use crate::store::{groups, users};
-use crate::worker::JobCtx;
-use crate::worker::error::JobError;
+use crate::sync::JobCtx;
+use crate::sync::JobError;
+use crate::sync::Services;
 
 /// What a run decides about, and how it records it.
 struct Run<'a> {
     ctx: &'a JobCtx,
-    state: &'a AppState,
+    state: &'a Services,
     about: About,
     field: &'static str,
 }

@@ -7,9 +7,9 @@ use serde_json::Value;
 use super::provider_name;
 use crate::providers::jira::client::JiraClient;
 use crate::providers::vsts::client::VstsClient;
-use crate::startup::AppState;
 use crate::store::integrations::Integration;
-use crate::worker::error::JobError;
+use crate::sync::JobError;
+use crate::sync::Services;
 
 /// RESOLVE / UNRESOLVE / NOOP (Sentry's `ResolveSyncAction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub(super) fn describe_change(provider: &str, data: &Value) -> String {
 
 /// The resolve action of a provider status change; asks the provider which states are done.
 pub(super) async fn resolve_action(
-    state: &AppState,
+    state: &Services,
     integration: &Integration,
     data: &Value,
 ) -> Result<ResolveAction, JobError> {

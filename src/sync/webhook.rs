@@ -14,13 +14,13 @@ use super::switch;
 use crate::domain::assign::Effects;
 use crate::providers::jira::client::JiraClient;
 use crate::providers::{AssigneeChange, InboundEvent, StatusChange};
-use crate::startup::AppState;
 use crate::store::deliveries;
+use crate::store::enqueue::enqueue;
 use crate::store::external::{self, AffectedGroup};
 use crate::store::integrations::{self, Integration};
-use crate::worker::JobCtx;
-use crate::worker::enqueue;
-use crate::worker::error::JobError;
+use crate::sync::JobCtx;
+use crate::sync::JobError;
+use crate::sync::Services;
 
 /// Parses a stored delivery with its provider's parser.
 pub fn parse_delivery(provider: &str, body: &Value) -> Result<Option<InboundEvent>, JobError> {
@@ -61,7 +61,7 @@ pub fn is_own_echo(integration: &Integration, event: &InboundEvent) -> bool {
 /// looks our app user up (`/rest/api/2/myself` with the app JWT) and keeps it in
 /// `metadata.sync_actor_ids`. Returns the integration as stored afterwards.
 async fn learn_app_account(
-    state: &AppState,
+    state: &Services,
     integration: Integration,
 ) -> Result<Integration, JobError> {
     let account = JiraClient::new(&state.http, &integration, &state.jira_app_key())?
@@ -107,7 +107,7 @@ fn decide_all(
 ) -> Vec<crate::store::decisions::NewDecision> {
     let mut out = Vec::new();
     for g in groups {
-        let about = about_group(base, g);
+        let about = base.for_group(g);
         for f in fields {
             out.push(about.decide(decision::INBOUND, f, reason, detail));
         }
@@ -115,15 +115,8 @@ fn decide_all(
     out
 }
 
-pub(super) fn about_group(base: &About, g: &AffectedGroup) -> About {
-    About {
-        external_issue_id: Some(g.external_issue_id),
-        ..base.clone().group(g.group_id, g.organization_id)
-    }
-}
-
 async fn linked_groups(
-    state: &AppState,
+    state: &Services,
     integration_id: i64,
     key: &str,
 ) -> Result<Vec<AffectedGroup>, JobError> {
@@ -134,7 +127,7 @@ async fn linked_groups(
 /// Records `provider_error` for every group linked to the issue and every field of the
 /// event, then returns the error (a database that fails meanwhile only loses the record).
 async fn provider_failed(
-    state: &AppState,
+    state: &Services,
     base: &About,
     (integration_id, key): (i64, &str),
     fields: &[&'static str],

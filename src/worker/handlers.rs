@@ -4,9 +4,8 @@
 use issuesync_jobs::noop::{Behaviour, Noop};
 use issuesync_jobs::purge_jobs::PurgeJobs;
 
-use super::JobCtx;
-use super::error::JobError;
 use crate::store::jobs;
+use crate::sync::{JobCtx, JobError};
 
 /// `noop`: the diagnostic job (benchmarks, reliability scenarios, liveness checks).
 pub async fn noop(job: Noop, ctx: &JobCtx) -> Result<(), JobError> {

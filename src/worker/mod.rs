@@ -4,7 +4,6 @@
 //! re-fetch a failed job at once.
 
 pub mod completer;
-pub mod error;
 pub mod handlers;
 pub mod poll;
 
@@ -20,32 +19,18 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-// Enqueueing sits below the domain (which enqueues follow-ups in its own transactions);
-// these names are kept for the callers above.
-use self::error::JobError;
 use self::poll::{Both, Tick, Wake};
 use crate::db::{Db, SQLITE_JOB_INSERTS};
 use crate::now_ms;
-use crate::startup::AppState;
-pub use crate::store::enqueue::{self, enqueue, enqueue_at, enqueue_fresh};
+use crate::store::enqueue::enqueue;
 use crate::store::jobs::{self, AttemptRecord, Finish};
+use crate::sync::{JobCtx, JobError, Services};
 
-/// What a handler gets besides its payload.
-pub struct JobCtx {
-    pub state: AppState,
-    pub job_id: String,
-    /// 1 on the first attempt.
-    pub attempt: i32,
-}
-
-impl JobCtx {
-    pub fn new(state: AppState, job_id: String, attempt: i32) -> JobCtx {
-        JobCtx {
-            state,
-            job_id,
-            attempt,
-        }
-    }
+/// The worker's state: the shared services and the batched writer of successes.
+#[derive(Clone)]
+struct WorkerState {
+    services: Services,
+    completer: completer::Completer,
 }
 
 /// Decodes the payload as `J`; a payload that does not fit is a permanent error.
@@ -103,14 +88,14 @@ async fn dispatch(
     id: TaskId,
     attempt: Attempt,
     worker: WorkerContext,
-    state: Data<AppState>,
+    state: Data<WorkerState>,
 ) -> Result<(), BoxDynError> {
     let started_ms = now_ms();
     let started = Instant::now();
     let job_id = id.to_string();
     let worker_name = worker.name().to_string();
     let attempt = i32::try_from(attempt.current()).unwrap_or(i32::MAX);
-    let state: AppState = (*state).clone();
+    let state: WorkerState = (*state).clone();
 
     let env: Result<Envelope, _> = serde_json::from_value(job);
     let span = job_span(&job_id, attempt, env.as_ref().ok());
@@ -153,7 +138,7 @@ fn job_span(job_id: &str, attempt: i32, env: Option<&Envelope>) -> tracing::Span
 
 async fn run_job(
     env: Result<Envelope, serde_json::Error>,
-    state: AppState,
+    state: WorkerState,
     job_id: String,
     worker_name: String,
     attempt: i32,
@@ -172,7 +157,7 @@ async fn run_job(
             let kind = issuesync_jobs::kind(&env.job);
             let queue = kind.map(|k| k.queue).unwrap_or("?");
             let timeout = Duration::from_secs(kind.map(|k| k.timeout_secs).unwrap_or(60));
-            let ctx = JobCtx::new(state.clone(), job_id.clone(), attempt);
+            let ctx = JobCtx::new(state.services.clone(), job_id.clone(), attempt);
             let max = kind.map(|k| k.max_attempts as i32).unwrap_or(1);
             let outcome = if attempt > max {
                 // Rescued after its last allowed attempt: that attempt ended without a
@@ -200,7 +185,7 @@ async fn run_job(
             (env.job, queue, outcome)
         }
     };
-    let q = &state.settings.queue;
+    let q = &state.services.settings.queue;
     let (finish, label) = match &outcome {
         Ok(()) => (Finish::Done, "done"),
         Err(JobError::Transient(e)) => {
@@ -228,7 +213,7 @@ async fn run_job(
         state
             .completer
             .complete(
-                &state.db,
+                &state.services.db,
                 jobs::DoneJob {
                     id: job_id.clone(),
                     worker: worker_name.clone(),
@@ -243,7 +228,7 @@ async fn run_job(
             .map(|()| Some("done".to_string()))
     } else {
         write_outcome(
-            &state.db,
+            &state.services.db,
             &job_id,
             &worker_name,
             &finish,
@@ -330,7 +315,7 @@ pub struct PoolSpec {
 /// The pools of `queues` (all when empty), with per-queue concurrency from config unless
 /// `concurrency` overrides it.
 pub fn pools(
-    state: &AppState,
+    state: &Services,
     queues: &[String],
     concurrency: Option<usize>,
 ) -> Result<Vec<PoolSpec>, String> {
@@ -365,7 +350,11 @@ pub fn pools(
 /// Runs the pools until `shutdown` flips to true, then lets in-flight jobs finish (up to
 /// `queue.shutdown_timeout_secs`). A worker whose backend fails (database restart) is
 /// restarted with a growing pause, so an outage does not spin.
-pub async fn run_pools(state: AppState, pools: Vec<PoolSpec>, shutdown: watch::Receiver<bool>) {
+pub async fn run_pools(services: Services, pools: Vec<PoolSpec>, shutdown: watch::Receiver<bool>) {
+    let state = WorkerState {
+        services,
+        completer: Default::default(),
+    };
     let instance = format!(
         "{}-{}",
         std::process::id(),
@@ -378,12 +367,12 @@ pub async fn run_pools(state: AppState, pools: Vec<PoolSpec>, shutdown: watch::R
         let instance = instance.clone();
         tasks.spawn(async move { supervise(state, pool, instance, shutdown).await });
     }
-    tokio::spawn(schedule_retention(state.clone(), shutdown.clone()));
+    tokio::spawn(schedule_retention(state.services.clone(), shutdown.clone()));
     while tasks.join_next().await.is_some() {}
 }
 
 async fn supervise(
-    state: AppState,
+    state: WorkerState,
     pool: PoolSpec,
     instance: String,
     mut shutdown: watch::Receiver<bool>,
@@ -421,12 +410,12 @@ async fn supervise(
 }
 
 async fn run_worker(
-    state: &AppState,
+    state: &WorkerState,
     pool: &PoolSpec,
     name: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let q = &state.settings.queue;
+    let q = &state.services.settings.queue;
     let heartbeat = Duration::from_secs(q.heartbeat_secs);
     let grace = Duration::from_secs(q.shutdown_timeout_secs);
     let mut stop = shutdown.clone();
@@ -437,7 +426,7 @@ async fn run_worker(
     // fetch_batch_size 1 (the default): a job is fetched only when a slot is free, so nothing
     // fetched is left unstarted at shutdown (apalis re-queues those with attempts+1, which
     // uncharge_handbacks gives back).
-    let fut = match &state.db {
+    let fut = match &state.services.db {
         Db::Pg(p) => {
             let cfg = apalis_postgres::Config::default()
                 .queue(&pool.queue)
@@ -490,7 +479,7 @@ async fn run_worker(
     );
     let result = fut.await;
     state.completer.flush().await;
-    if let Err(e) = uncharge_handbacks(&state.db).await {
+    if let Err(e) = uncharge_handbacks(&state.services.db).await {
         tracing::warn!(worker = name, error = %e, "cannot give back the attempts of unstarted jobs");
     }
     result
@@ -532,7 +521,7 @@ where
 }
 
 /// Every worker process enqueues the hourly purge with a dedup key, so it runs once an hour.
-async fn schedule_retention(state: AppState, mut shutdown: watch::Receiver<bool>) {
+async fn schedule_retention(state: Services, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(300));
     loop {
         tokio::select! {

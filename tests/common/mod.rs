@@ -12,7 +12,8 @@ pub mod world;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use issuesync::config::Settings;
-use issuesync::startup::{self, AppState};
+use issuesync::startup;
+use issuesync::sync::Services;
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-admin-token";
@@ -167,7 +168,7 @@ pub async fn test_redis_url(base: &str) -> String {
 
 pub struct TestApp {
     pub addr: String,
-    pub state: AppState,
+    pub state: Services,
     pub client: reqwest::Client,
     pub db: TestDb,
     pub redis_url: Option<String>,
@@ -354,7 +355,7 @@ impl TestApp {
         job: &J,
     ) -> issuesync::store::jobs::Enqueued {
         let mut tx = self.state.db.begin().await.expect("begin");
-        let r = issuesync::worker::enqueue(&mut tx, job)
+        let r = issuesync::store::enqueue::enqueue(&mut tx, job)
             .await
             .expect("enqueue");
         tx.commit().await.expect("commit");

@@ -10,10 +10,11 @@ use utoipa::IntoParams;
 use crate::explain::{self, Search};
 use crate::receiver::error::{ApiPath, ApiQuery, ApiResult};
 use crate::receiver::openapi::schemas::ReadErrors;
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 use crate::store::decisions::Timeline;
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/groups/{id}/sync", get(group_sync))
         .route("/external-issues/{id}/sync", get(issue_sync))
@@ -42,7 +43,7 @@ pub(crate) struct PageQuery {
     params(("id" = i64, Path, description = "Group id"), PageQuery),
     responses((status = 200, description = "A page of sync decisions", body = crate::explain::Page), ReadErrors))]
 async fn group_sync(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -55,7 +56,7 @@ async fn group_sync(
     params(("id" = i64, Path, description = "External issue id"), PageQuery),
     responses((status = 200, description = "A page of sync decisions", body = crate::explain::Page), ReadErrors))]
 async fn issue_sync(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -98,7 +99,7 @@ pub(crate) struct SearchQuery {
 #[utoipa::path(get, operation_id = "search_sync_decisions", path = "/api/v1/sync-decisions", tag = "decisions", params(SearchQuery),
     responses((status = 200, description = "A page of sync decisions", body = crate::explain::Page), ReadErrors))]
 async fn search(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
     let page = explain::search(

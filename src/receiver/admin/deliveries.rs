@@ -12,9 +12,10 @@ use utoipa::IntoParams;
 use crate::ops;
 use crate::receiver::error::{ApiPath, ApiQuery, ApiResult};
 use crate::receiver::openapi::schemas::{ReadErrors, Replayed, WriteErrors};
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/deliveries", get(list))
         .route("/deliveries/{id}/replay", post(replay))
@@ -44,7 +45,7 @@ pub(crate) struct ListQuery {
     responses((status = 200, description = "Deliveries, newest first", body = Vec<crate::ops::DeliveryView>,
         headers(("link" = String, description = "`</api/v1/deliveries?before=N&limit=N>; rel=\"next\"` when more follow"))),
         ReadErrors))]
-async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
+async fn list(State(s): State<Services>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(100);
     let page = ops::list_deliveries(&s.db, q.provider.as_deref(), q.before, limit).await?;
     let mut r = Json(json!(page.deliveries)).into_response();
@@ -72,7 +73,7 @@ async fn list(State(s): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Ap
 #[utoipa::path(post, operation_id = "replay_delivery", path = "/api/v1/deliveries/{id}/replay", tag = "deliveries",
     params(("id" = i64, Path, description = "Delivery id")),
     responses((status = 200, description = "The job that was enqueued", body = Replayed), WriteErrors))]
-async fn replay(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
+async fn replay(State(s): State<Services>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let r = ops::replay_delivery(&s.db, id).await?;
     Ok(Json(json!({"job_id": r.id()})))
 }

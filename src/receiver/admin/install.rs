@@ -12,9 +12,10 @@ use utoipa::ToSchema;
 use super::integrations::{InstallConfig, check_config, empty_object, integration_json};
 use crate::receiver::error::{ApiError, ApiJson, ApiResult};
 use crate::receiver::openapi::schemas::{IntegrationOut, WriteErrors};
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/integrations/vsts/install", post(install_vsts))
         .route(
@@ -82,7 +83,7 @@ pub(crate) struct VstsInstallBody {
             example = json!({"error": "provider_unreachable", "detail": "could not reach https://dev.azure.com/acme/"})),
         WriteErrors))]
 async fn install_vsts(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(b): ApiJson<VstsInstallBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_config(&b.config)?;
@@ -138,7 +139,7 @@ fn yes() -> bool {
             example = json!({"error": "provider_unreachable", "detail": "could not reach https://jira.acme.com/"})),
         WriteErrors))]
 async fn install_jira_server(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(b): ApiJson<JiraServerInstallBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_config(&b.config)?;

@@ -1,6 +1,9 @@
 //! Integrations, their installations on organizations (sync switches), external-project
 //! status mappings, external issues and their links to groups. Secrets in `metadata` are
 //! accepted here but never shown again.
+//!
+//! A little over 600 lines: these resources nest (integration → installation → project
+//! mapping → external issue) and share their lookups and OpenAPI schemas.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,13 +17,14 @@ use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::receiver::openapi::schemas::{
     ExternalIssueCreated, IntegrationDetail, IntegrationOut, ReadErrors, WriteErrors,
 };
+use crate::receiver::state::HttpState;
 use crate::redact::redact;
-use crate::startup::AppState;
 use crate::store::external::ExternalIssue;
 use crate::store::external::{self, NewExternalIssue};
 use crate::store::integrations::OrganizationIntegration;
 use crate::store::integrations::{self, ExternalProject, Integration, NewIntegration};
 use crate::store::{found, groups, organizations};
+use crate::sync::Services;
 
 pub const PROVIDERS: &[&str] = &["vsts", "jira", "jira_server", "discord"];
 
@@ -36,7 +40,7 @@ const BOOL_SWITCHES: &[&str] = &[
 const RESOLUTION_STRATEGIES: &[&str] =
     &["resolve", "resolve_current_release", "resolve_next_release"];
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route(
             "/integrations",
@@ -148,7 +152,7 @@ pub(super) fn empty_object() -> Value {
 #[utoipa::path(post, path = "/api/v1/integrations", tag = "integrations", request_body = CreateIntegration,
     responses((status = 201, description = "Created", body = IntegrationOut), WriteErrors))]
 async fn create_integration(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(b): ApiJson<CreateIntegration>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if !PROVIDERS.contains(&b.provider.as_str()) {
@@ -196,7 +200,7 @@ pub(crate) struct ProviderFilter {
 #[utoipa::path(get, path = "/api/v1/integrations", tag = "integrations", params(ProviderFilter),
     responses((status = 200, description = "The integrations (secrets redacted)", body = Vec<IntegrationOut>), ReadErrors))]
 async fn list_integrations(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiQuery(q): ApiQuery<ProviderFilter>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -210,7 +214,7 @@ async fn list_integrations(
     params(("id" = i64, Path, description = "Integration id")),
     responses((status = 200, description = "The integration with its installations", body = IntegrationDetail), ReadErrors))]
 async fn get_integration(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -241,7 +245,7 @@ pub(crate) struct PatchIntegration {
     request_body = PatchIntegration,
     responses((status = 200, description = "The changed integration", body = IntegrationOut), WriteErrors))]
 async fn update_integration(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<PatchIntegration>,
 ) -> ApiResult<Json<Value>> {
@@ -359,7 +363,7 @@ pub(crate) struct Install {
     request_body = Install,
     responses((status = 200, description = "The installation", body = OrganizationIntegration), WriteErrors))]
 async fn install(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath((id, org_id)): ApiPath<(i64, i64)>,
     ApiJson(b): ApiJson<Install>,
 ) -> ApiResult<Json<Value>> {
@@ -389,7 +393,7 @@ async fn install(
     params(("id" = i64, Path, description = "Integration id")),
     responses((status = 200, description = "The integration's installations", body = Vec<OrganizationIntegration>), ReadErrors))]
 async fn list_installs(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -422,7 +426,7 @@ pub(crate) struct UpsertExternalProject {
     request_body = UpsertExternalProject,
     responses((status = 200, description = "The stored mapping", body = ExternalProject), WriteErrors))]
 async fn upsert_external_project(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(oi_id): ApiPath<i64>,
     ApiJson(b): ApiJson<UpsertExternalProject>,
 ) -> ApiResult<Json<Value>> {
@@ -456,7 +460,7 @@ async fn upsert_external_project(
     params(("id" = i64, Path, description = "Organization integration (installation) id")),
     responses((status = 200, description = "The installation's status mappings", body = Vec<ExternalProject>), ReadErrors))]
 async fn list_external_projects(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(oi_id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -495,7 +499,7 @@ pub(crate) struct CreateExternalIssue {
 #[utoipa::path(post, path = "/api/v1/external-issues", tag = "integrations", request_body = CreateExternalIssue,
     responses((status = 201, description = "Created", body = ExternalIssueCreated), WriteErrors))]
 async fn create_external_issue(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(b): ApiJson<CreateExternalIssue>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if b.key.trim().is_empty() {
@@ -574,7 +578,7 @@ async fn link_in_tx(
     params(("id" = i64, Path, description = "External issue id")),
     responses((status = 200, description = "The external issue", body = ExternalIssue), ReadErrors))]
 async fn get_external_issue(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -598,7 +602,7 @@ pub(crate) struct LinkGroup {
     request_body = LinkGroup,
     responses((status = 204, description = "Linked"), WriteErrors))]
 async fn link_group(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(group_id): ApiPath<i64>,
     ApiJson(b): ApiJson<LinkGroup>,
 ) -> ApiResult<StatusCode> {

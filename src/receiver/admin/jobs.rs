@@ -12,11 +12,12 @@ use utoipa::{IntoParams, ToSchema};
 use crate::ops::{self, OpsError};
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::receiver::openapi::schemas::{Killed, Purged, ReadErrors, Retried, WriteErrors};
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
+use crate::store::enqueue::enqueue_envelope;
 use crate::store::jobs::JobFilter;
-use crate::worker::enqueue::enqueue_envelope;
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/jobs", get(list).post(create))
         .route("/jobs/stats", get(stats))
@@ -66,7 +67,7 @@ pub(crate) struct ListQuery {
 #[utoipa::path(get, operation_id = "list_jobs", path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
     responses((status = 200, description = "The jobs; payloads are redacted", body = Vec<crate::ops::JobView>), ReadErrors))]
 async fn list(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let filter = JobFilter {
@@ -85,14 +86,14 @@ async fn list(
 #[utoipa::path(get, operation_id = "show_job", path = "/api/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id (a ULID)")),
     responses((status = 200, description = "The job", body = crate::ops::JobDetail), ReadErrors))]
-async fn show(State(s): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
+async fn show(State(s): State<Services>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(ops::show(&s.db, &id).await?)))
 }
 
 /// Counts per queue and state, the oldest due job's wait, the last hour's outcomes.
 #[utoipa::path(get, operation_id = "job_stats", path = "/api/v1/jobs/stats", tag = "jobs",
     responses((status = 200, description = "Queue statistics", body = crate::ops::Stats), ReadErrors))]
-async fn stats(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn stats(State(s): State<Services>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(ops::stats(&s.db).await?)))
 }
 
@@ -120,7 +121,7 @@ pub(crate) struct NewJob {
         (status = 200, description = "A duplicate of an unfinished job; nothing enqueued", body = crate::store::jobs::Enqueued),
         WriteErrors))]
 async fn create(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(b): ApiJson<NewJob>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let env = Envelope {
@@ -178,7 +179,7 @@ pub(crate) struct BulkRetry {
 #[utoipa::path(post, operation_id = "retry_jobs", path = "/api/v1/jobs/retry", tag = "jobs", request_body = BulkRetry,
     responses((status = 200, description = "How many jobs will run again", body = Retried), WriteErrors))]
 async fn retry_bulk(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(b): ApiJson<BulkRetry>,
 ) -> ApiResult<Json<Value>> {
     let n = ops::retry(&s.db, &b.ids, b.state.as_deref(), b.queue.as_deref()).await?;
@@ -189,7 +190,7 @@ async fn retry_bulk(
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, description = "1 when the job will run again, 0 when it is not failed or dead", body = Retried), WriteErrors))]
 async fn retry_one(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     ops::show(&s.db, &id).await?;
@@ -213,7 +214,7 @@ const DEFAULT_KILL_REASON: &str = "killed by an operator";
 /// Marks unfinished jobs dead (`issuesync jobs kill`).
 #[utoipa::path(post, operation_id = "kill_jobs", path = "/api/v1/jobs/kill", tag = "jobs", request_body = Kill,
     responses((status = 200, description = "How many jobs were killed", body = Killed), WriteErrors))]
-async fn kill_bulk(State(s): State<AppState>, ApiJson(b): ApiJson<Kill>) -> ApiResult<Json<Value>> {
+async fn kill_bulk(State(s): State<Services>, ApiJson(b): ApiJson<Kill>) -> ApiResult<Json<Value>> {
     let n = ops::kill(
         &s.db,
         &b.ids,
@@ -235,7 +236,7 @@ pub(crate) struct KillQuery {
     params(("id" = String, Path, description = "Job id"), KillQuery),
     responses((status = 200, description = "1 when the job was killed, 0 when it had finished", body = Killed), WriteErrors))]
 async fn kill_one(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<KillQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -262,7 +263,7 @@ pub(crate) struct Purge {
 /// Deletes finished jobs older than the age (`issuesync jobs purge`).
 #[utoipa::path(post, operation_id = "purge_jobs", path = "/api/v1/jobs/purge", tag = "jobs", request_body = Purge,
     responses((status = 200, description = "How many jobs were deleted", body = Purged), WriteErrors))]
-async fn purge(State(s): State<AppState>, ApiJson(b): ApiJson<Purge>) -> ApiResult<Json<Value>> {
+async fn purge(State(s): State<Services>, ApiJson(b): ApiJson<Purge>) -> ApiResult<Json<Value>> {
     let age = ops::parse_age(&b.older_than)?;
     let n = ops::purge(&s.db, &b.state, age).await?;
     Ok(Json(json!({"purged": n})))

@@ -18,12 +18,13 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use crate::receiver::error::ApiError;
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
+use crate::sync::Services;
 
 /// Default and upper bound of list sizes.
 pub const LIST_LIMIT: i64 = 500;
 
-pub fn routes(state: AppState) -> Router<AppState> {
+pub fn routes(state: HttpState) -> Router<HttpState> {
     Router::new()
         .merge(orgs::routes())
         .merge(users::routes())
@@ -34,11 +35,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(deliveries::routes())
         .merge(decisions::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin_token))
-        // Added after the route layer, so it is served without a token.
-        .route(
-            "/openapi.json",
-            axum::routing::get(crate::receiver::openapi::openapi_json),
-        )
 }
 
 /// The admin operations of the OpenAPI document (`receiver::openapi::document`).
@@ -61,7 +57,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Refuses every request without the admin token; with no token configured, refuses all.
 async fn require_admin_token(
-    State(state): State<AppState>,
+    State(state): State<Services>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {

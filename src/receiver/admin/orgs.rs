@@ -12,10 +12,11 @@ use super::LIST_LIMIT;
 use crate::domain::project::{self, Ctx};
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::receiver::openapi::schemas::{MemberOut, ReadErrors, TeamOut, WriteErrors};
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 use crate::store::{found, organizations, teams, users};
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route(
             "/organizations",
@@ -79,7 +80,7 @@ pub(crate) struct NewOrganization {
     request_body = NewOrganization,
     responses((status = 201, description = "Created", body = crate::store::organizations::Organization), WriteErrors))]
 async fn create_organization(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(body): ApiJson<NewOrganization>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if body.name.trim().is_empty() {
@@ -93,7 +94,7 @@ async fn create_organization(
 /// The organizations (at most 500).
 #[utoipa::path(get, path = "/api/v1/organizations", tag = "organizations",
     responses((status = 200, description = "The organizations", body = Vec<crate::store::organizations::Organization>), ReadErrors))]
-async fn list_organizations(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_organizations(State(s): State<Services>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     let orgs = organizations::list_organizations(&mut tx, LIST_LIMIT).await?;
     Ok(Json(json!(orgs)))
@@ -103,7 +104,7 @@ async fn list_organizations(State(s): State<AppState>) -> ApiResult<Json<Value>>
     params(("id" = i64, Path, description = "Organization id")),
     responses((status = 200, description = "The organization", body = crate::store::organizations::Organization), ReadErrors))]
 async fn get_organization(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -137,7 +138,7 @@ pub(crate) struct NewTeam {
     request_body = NewTeam,
     responses((status = 201, description = "Created", body = crate::store::teams::Team), WriteErrors))]
 async fn create_team(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(org_id): ApiPath<i64>,
     ApiJson(body): ApiJson<NewTeam>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -153,7 +154,7 @@ async fn create_team(
     params(("id" = i64, Path, description = "Organization id")),
     responses((status = 200, description = "The organization's teams", body = Vec<crate::store::teams::Team>), ReadErrors))]
 async fn list_teams(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(org_id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -167,7 +168,7 @@ async fn list_teams(
 #[utoipa::path(get, path = "/api/v1/teams/{id}", tag = "organizations",
     params(("id" = i64, Path, description = "Team id")),
     responses((status = 200, description = "The team and its members' user ids", body = TeamOut), ReadErrors))]
-async fn get_team(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
+async fn get_team(State(s): State<Services>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     let team = found(teams::find_team(&mut tx, id).await?, "team")?;
     let members = teams::list_team_user_ids(&mut tx, id).await?;
@@ -198,7 +199,7 @@ fn default_role() -> String {
     request_body = NewMember,
     responses((status = 201, description = "Created", body = MemberOut), WriteErrors))]
 async fn create_member(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(org_id): ApiPath<i64>,
     ApiJson(body): ApiJson<NewMember>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -257,7 +258,7 @@ async fn ensure_team_in_org(tx: &mut crate::db::Tx, team_id: i64, org_id: i64) -
     params(("id" = i64, Path, description = "Organization id")),
     responses((status = 200, description = "The members with their team ids", body = Vec<MemberOut>), ReadErrors))]
 async fn list_members(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(org_id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -277,7 +278,7 @@ async fn list_members(
     params(("id" = i64, Path, description = "Member id")),
     responses((status = 200, description = "The member with its team ids", body = MemberOut), ReadErrors))]
 async fn get_member(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -290,7 +291,7 @@ async fn get_member(
     params(("id" = i64, Path, description = "Member id")),
     responses((status = 204, description = "Deleted"), WriteErrors))]
 async fn delete_member(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
@@ -307,7 +308,7 @@ async fn delete_member(
     params(("id" = i64, Path, description = "Member id"), ("team_id" = i64, Path, description = "A team of the member's organization")),
     responses((status = 204, description = "The member is in the team"), WriteErrors))]
 async fn add_member_team(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath((id, team_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
@@ -322,7 +323,7 @@ async fn add_member_team(
     params(("id" = i64, Path, description = "Member id"), ("team_id" = i64, Path, description = "Team id")),
     responses((status = 204, description = "The member left the team"), WriteErrors))]
 async fn remove_member_team(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath((id, team_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;

@@ -15,11 +15,12 @@ use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::receiver::openapi::schemas::{
     GroupOut, GroupWithCache, OwnershipOut, ProjectOut, ReadErrors, WriteErrors,
 };
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 use crate::store::groups::{self, NewGroup};
 use crate::store::{found, organizations, projects, teams};
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route(
             "/organizations/{id}/projects",
@@ -92,7 +93,7 @@ async fn project_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
     request_body = NewProject,
     responses((status = 201, description = "Created", body = ProjectOut), WriteErrors))]
 async fn create_project(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(org_id): ApiPath<i64>,
     ApiJson(body): ApiJson<NewProject>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -115,7 +116,7 @@ async fn create_project(
     params(("id" = i64, Path, description = "Organization id")),
     responses((status = 200, description = "The organization's projects", body = Vec<ProjectOut>), ReadErrors))]
 async fn list_projects(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(org_id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -134,7 +135,7 @@ async fn list_projects(
     params(("id" = i64, Path, description = "Project id")),
     responses((status = 200, description = "The project with its team ids", body = ProjectOut), ReadErrors))]
 async fn get_project(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -146,7 +147,7 @@ async fn get_project(
     params(("id" = i64, Path, description = "Project id")),
     responses((status = 204, description = "Deleted"), WriteErrors))]
 async fn delete_project(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     project::delete_project(&s.db, id).await?;
@@ -157,7 +158,7 @@ async fn delete_project(
     params(("id" = i64, Path, description = "Project id"), ("team_id" = i64, Path, description = "A team of the project's organization")),
     responses((status = 204, description = "The team has the project"), WriteErrors))]
 async fn add_team(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath((id, team_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
@@ -182,7 +183,7 @@ async fn add_team(
     params(("id" = i64, Path, description = "Project id"), ("team_id" = i64, Path, description = "Team id")),
     responses((status = 204, description = "The team no longer has the project"), WriteErrors))]
 async fn remove_team(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath((id, team_id)): ApiPath<(i64, i64)>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
@@ -246,7 +247,7 @@ pub fn status_name(status: i32) -> &'static str {
     request_body = CreateGroup,
     responses((status = 201, description = "Created", body = GroupOut), WriteErrors))]
 async fn create_group(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(project_id): ApiPath<i64>,
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -291,7 +292,7 @@ pub(crate) struct GroupPage {
     params(("id" = i64, Path, description = "Project id"), GroupPage),
     responses((status = 200, description = "A page of the project's groups, newest first", body = Vec<crate::store::groups::Group>), ReadErrors))]
 async fn list_groups(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(project_id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<GroupPage>,
 ) -> ApiResult<Json<Value>> {
@@ -327,7 +328,7 @@ pub async fn group_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
 #[utoipa::path(get, path = "/api/v1/groups/{id}", tag = "projects",
     params(("id" = i64, Path, description = "Group id")),
     responses((status = 200, description = "The group", body = GroupWithCache), ReadErrors))]
-async fn get_group(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
+async fn get_group(State(s): State<Services>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     let mut v = group_json(&mut tx, id).await?;
     drop(tx);
@@ -376,7 +377,7 @@ pub fn parse_actor(s: &str) -> ApiResult<crate::domain::assign::Actor> {
     request_body = GroupUpdate,
     responses((status = 200, description = "The changed group", body = GroupOut), WriteErrors))]
 async fn update_group(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<GroupUpdate>,
 ) -> ApiResult<Json<Value>> {
@@ -457,7 +458,7 @@ pub(crate) struct Ownership {
     request_body = Ownership,
     responses((status = 200, description = "The stored rules", body = OwnershipOut), WriteErrors))]
 async fn put_ownership(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(b): ApiJson<Ownership>,
 ) -> ApiResult<Json<Value>> {
@@ -483,7 +484,7 @@ async fn put_ownership(
     params(("id" = i64, Path, description = "Project id")),
     responses((status = 200, description = "The rules; raw is null when none are stored", body = OwnershipOut), ReadErrors))]
 async fn get_ownership(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;

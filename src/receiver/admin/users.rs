@@ -12,11 +12,12 @@ use super::LIST_LIMIT;
 use crate::db::Tx;
 use crate::receiver::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::receiver::openapi::schemas::{ReadErrors, UserOut, WriteErrors};
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 use crate::store::identities::Identity;
 use crate::store::{StoreError, found, identities, users};
+use crate::sync::Services;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", get(get_user))
@@ -63,7 +64,7 @@ pub(crate) struct NewIdentity {
     request_body = NewIdentity,
     responses((status = 201, description = "Linked", body = Identity), WriteErrors))]
 async fn link_identity(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<NewIdentity>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -101,7 +102,7 @@ async fn link_identity(
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, description = "The user's linked chat accounts", body = Vec<Identity>), ReadErrors))]
 async fn list_identities(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
@@ -115,7 +116,7 @@ async fn list_identities(
     params(("id" = i64, Path, description = "Identity id")),
     responses((status = 204, description = "Unlinked"), WriteErrors))]
 async fn unlink_identity(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     let mut tx = s.db.begin_write().await?;
@@ -179,7 +180,7 @@ async fn user_json(tx: &mut Tx, id: i64) -> ApiResult<Value> {
     request_body = NewUser,
     responses((status = 201, description = "Created", body = UserOut), WriteErrors))]
 async fn create_user(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiJson(body): ApiJson<NewUser>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     if body.name.trim().is_empty() {
@@ -208,7 +209,7 @@ async fn create_user(
 /// The users (at most 500) with their emails.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, description = "The users", body = Vec<UserOut>), ReadErrors))]
-async fn list_users(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_users(State(s): State<Services>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     let mut out = Vec::new();
     for u in users::list_users(&mut tx, LIST_LIMIT).await? {
@@ -220,7 +221,7 @@ async fn list_users(State(s): State<AppState>) -> ApiResult<Json<Value>> {
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
     params(("id" = i64, Path, description = "User id")),
     responses((status = 200, description = "The user with its emails", body = UserOut), ReadErrors))]
-async fn get_user(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
+async fn get_user(State(s): State<Services>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Value>> {
     let mut tx = s.db.begin().await?;
     Ok(Json(user_json(&mut tx, id).await?))
 }
@@ -231,7 +232,7 @@ async fn get_user(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiRe
     request_body = NewEmail,
     responses((status = 201, description = "The user with its emails", body = UserOut), WriteErrors))]
 async fn add_email(
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<NewEmail>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {

@@ -3,7 +3,7 @@
 //! Scripts may send `Authorization: Bearer <token>` instead, which needs no CSRF token
 //! (browsers never attach it by themselves).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use hmac::{Hmac, Mac};
@@ -11,7 +11,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::PageError;
-use crate::startup::AppState;
+use crate::sync::Services;
 
 pub const COOKIE_NAME: &str = "issuesync_ops";
 pub const SESSION_MS: i64 = 12 * 3600 * 1000;
@@ -100,10 +100,14 @@ impl Operator {
     }
 }
 
-impl FromRequestParts<AppState> for Operator {
+impl<S: Send + Sync> FromRequestParts<S> for Operator
+where
+    Services: FromRef<S>,
+{
     type Rejection = PageError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        let state = &Services::from_ref(state);
         let Some(token) = state.settings.admin_token.as_deref() else {
             return Err(PageError::login(
                 parts,
@@ -148,7 +152,7 @@ impl FromRequestParts<AppState> for Operator {
 }
 
 /// Logged out: the database holds the digest, so the logout holds for every receiver.
-async fn revoked(state: &AppState, session: &str) -> Result<bool, PageError> {
+async fn revoked(state: &Services, session: &str) -> Result<bool, PageError> {
     let mut tx = state.db.begin().await?;
     Ok(crate::store::sessions::is_session_revoked(&mut tx, &session_digest(session)).await?)
 }

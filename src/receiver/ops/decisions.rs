@@ -12,9 +12,9 @@ use super::views::{base, nonempty, with};
 use super::{PageError, render};
 use crate::explain::{self, Search};
 use crate::receiver::error::ApiPath;
-use crate::startup::AppState;
 use crate::store::decisions::Timeline;
 use crate::store::{external, groups};
+use crate::sync::Services;
 use crate::sync::decision::{self, OUTCOMES, REASONS};
 
 type Page = Result<axum::response::Html<String>, PageError>;
@@ -26,7 +26,7 @@ pub struct PageQuery {
 
 pub async fn group(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     Query(q): Query<PageQuery>,
 ) -> Page {
@@ -65,7 +65,7 @@ pub struct SearchQuery {
 
 pub async fn decisions(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     Query(q): Query<SearchQuery>,
 ) -> Page {
     let f = SearchQuery {

@@ -17,11 +17,11 @@ use axum::routing::{get, post};
 use minijinja::Environment;
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 
 pub use auth::{COOKIE_NAME, csrf_for, session_value};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/ops", get(views::dashboard))
         .route("/ops/login", get(views::login_page).post(views::login))

@@ -14,9 +14,10 @@ use super::chart;
 use super::{OpsForm, PageError, render};
 use crate::ops;
 use crate::receiver::error::ApiPath;
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 use crate::store::jobs::{self as job_store, JobFilter};
 use crate::store::{external, integrations, jobs};
+use crate::sync::Services;
 
 type Page = Result<Html<String>, PageError>;
 
@@ -78,7 +79,7 @@ pub struct LoginForm {
     token: String,
 }
 
-pub async fn login_page(State(s): State<AppState>) -> Page {
+pub async fn login_page(State(s): State<Services>) -> Page {
     let disabled = s.settings.admin_token.is_none();
     render(
         "login.html",
@@ -86,7 +87,7 @@ pub async fn login_page(State(s): State<AppState>) -> Page {
     )
 }
 
-pub async fn login(State(s): State<AppState>, OpsForm(f): OpsForm<LoginForm>) -> Response {
+pub async fn login(State(s): State<Services>, OpsForm(f): OpsForm<LoginForm>) -> Response {
     let refuse = |msg: &str| {
         let page = render(
             "login.html",
@@ -127,7 +128,7 @@ pub struct CsrfForm {
 /// Ends the session server-side too: a copy of the cookie no longer works.
 pub async fn logout(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     OpsForm(f): OpsForm<CsrfForm>,
 ) -> Result<Response, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
@@ -170,7 +171,7 @@ pub struct FlashQuery {
 
 pub async fn dashboard(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     Query(q): Query<FlashQuery>,
 ) -> Page {
     let stats = ops::stats(&s.db).await?;
@@ -264,7 +265,7 @@ pub(super) fn nonempty(s: &Option<String>) -> Option<String> {
 
 /// The filter of the jobs view. A search for an external issue key also finds the outbound
 /// jobs of that issue, whose payload holds only its id.
-async fn job_filter(s: &AppState, q: &JobsQuery) -> Result<JobFilter, PageError> {
+async fn job_filter(s: &Services, q: &JobsQuery) -> Result<JobFilter, PageError> {
     let kind = nonempty(&q.kind);
     if let Some(k) = &kind
         && issuesync_jobs::kind(k).is_none()
@@ -309,7 +310,7 @@ fn filter_query(q: &JobsQuery) -> String {
 
 const JOBS_SHOWN: i64 = 200;
 
-pub async fn jobs(op: Operator, State(s): State<AppState>, Query(q): Query<JobsQuery>) -> Page {
+pub async fn jobs(op: Operator, State(s): State<Services>, Query(q): Query<JobsQuery>) -> Page {
     let filter = job_filter(&s, &q).await?;
     let list = ops::list(&s.db, &filter, JOBS_SHOWN).await?;
     let bulk = matches!(filter.state.as_deref(), Some("failed" | "dead"));
@@ -331,7 +332,7 @@ pub async fn jobs(op: Operator, State(s): State<AppState>, Query(q): Query<JobsQ
 
 pub async fn job(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<String>,
     Query(q): Query<FlashQuery>,
 ) -> Page {
@@ -363,7 +364,7 @@ pub struct ActionForm {
 
 pub async fn retry_job(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<String>,
     OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
@@ -381,7 +382,7 @@ pub async fn retry_job(
 
 pub async fn kill_job(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<String>,
     OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
@@ -410,7 +411,7 @@ pub struct BulkForm {
 /// Retries every failed or dead job matching the filter the operator was looking at.
 pub async fn retry_matching(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     OpsForm(f): OpsForm<BulkForm>,
 ) -> Result<Redirect, PageError> {
     op.check_csrf(f.csrf.as_deref())?;
@@ -459,7 +460,7 @@ pub struct DeliveriesQuery {
 
 pub async fn deliveries(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<HttpState>,
     Query(q): Query<DeliveriesQuery>,
 ) -> Page {
     let provider = nonempty(&q.provider);
@@ -486,7 +487,7 @@ pub async fn deliveries(
 
 pub async fn replay(
     op: Operator,
-    State(s): State<AppState>,
+    State(s): State<Services>,
     ApiPath(id): ApiPath<i64>,
     OpsForm(f): OpsForm<ActionForm>,
 ) -> Result<Redirect, PageError> {
@@ -517,7 +518,7 @@ const SWITCHES: &[&str] = &[
     "sync_status_reverse_overrides_ignored",
 ];
 
-pub async fn integrations(op: Operator, State(s): State<AppState>) -> Page {
+pub async fn integrations(op: Operator, State(s): State<Services>) -> Page {
     let mut tx = s.db.begin().await?;
     let mut out = Vec::new();
     for i in integrations::list_integrations(&mut tx, None).await? {

@@ -1,9 +1,29 @@
-//! How a job attempt can fail, and what the queue does about it.
+//! What a job handler gets (its context) and how an attempt can fail, which tells the
+//! queue what to do next. The worker runs the handlers; they live in `sync`.
 
 use chrono::{DateTime, Utc};
 
 use crate::providers::http::ApiError;
 use crate::store::StoreError;
+use crate::sync::Services;
+
+/// What a handler gets besides its payload.
+pub struct JobCtx {
+    pub state: Services,
+    pub job_id: String,
+    /// 1 on the first attempt.
+    pub attempt: i32,
+}
+
+impl JobCtx {
+    pub fn new(state: Services, job_id: String, attempt: i32) -> JobCtx {
+        JobCtx {
+            state,
+            job_id,
+            attempt,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

@@ -2,9 +2,7 @@
 //! a verified one is stored with a unique delivery key and its `process_webhook` job in one
 //! transaction, and only then answered. A duplicate answers 200 and enqueues nothing.
 
-use axum::body::Bytes;
 use std::sync::Arc;
-use std::time::Duration;
 
 use subtle::ConstantTimeEq;
 
@@ -13,18 +11,22 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use issuesync_jobs::process_webhook::ProcessWebhook;
 use serde_json::{Value, json};
 
-use crate::db::Db;
 use crate::providers::{WebhookError, discord, jira, jira_server, vsts};
 use crate::receiver::error::{ApiError, ApiPath, ApiResult};
-use crate::startup::AppState;
+use crate::receiver::state::HttpState;
 use crate::store::deliveries::{self, NewDelivery};
+use crate::store::enqueue::enqueue;
 use crate::store::integrations::{self, Integration};
-use crate::worker::{enqueue, enqueue_fresh};
 
-pub fn routes() -> Router<AppState> {
+mod body;
+mod store;
+
+use self::body::{PARSE_INLINE_BYTES, RawBody, Sender, json_body, raw_body};
+use self::store::{check_key, kept_headers, store_and_enqueue};
+
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/extensions/vsts/issue-updated/", post(vsts_issue_updated))
         .route(
@@ -40,16 +42,6 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Headers kept with a delivery: never an authentication header.
-const KEPT_HEADERS: &[&str] = &[
-    "content-type",
-    "user-agent",
-    "x-atlassian-webhook-identifier",
-    "x-atlassian-webhook-retry",
-    "x-atlassian-webhook-flow",
-    "x-request-id",
-];
-
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
         match e {
@@ -59,154 +51,8 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-/// A body held in memory, with its share of its budget (`Sender`).
-pub struct RawBody {
-    bytes: Bytes,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl std::ops::Deref for RawBody {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-/// Whose body is read, which decides the budget it is held in: unauthenticated clients
-/// can only take `http.max_unauthenticated_body_bytes`, never the room that webhooks
-/// authenticated before their body (ADO, Jira Server, Jira Cloud issue events) need.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sender {
-    /// Authenticated before the body: `http.max_buffered_body_bytes`.
-    Authenticated,
-    /// Authenticated only from the body (Discord's signature, the tenant of a Jira
-    /// lifecycle callback): `http.max_unauthenticated_body_bytes`.
-    Unauthenticated,
-}
-
-/// The raw body: 413 over the limit, 400 when the client cut it short, 408 when it is too
-/// slow to arrive (a stalled client must not hold the request until the 503 timeout), 503
-/// when the sender's budget is already taken by other requests.
-async fn raw_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    sender: Sender,
-) -> ApiResult<RawBody> {
-    let http = &state.settings.http;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(http.body_timeout_ms);
-    // Reserve what the body may take (its Content-Length, or the limit) before reading it.
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > http.body_limit_bytes) {
-        return Err(too_large());
-    }
-    let kib = declared
-        .unwrap_or(http.body_limit_bytes)
-        .div_ceil(1024)
-        .max(1);
-    let (budget, label) = match sender {
-        Sender::Authenticated => (&state.bodies, "authenticated"),
-        Sender::Unauthenticated => (&state.unauthenticated_bodies, "unauthenticated"),
-    };
-    let permit = match tokio::time::timeout_at(
-        deadline,
-        budget
-            .clone()
-            .acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX)),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
-            metrics::counter!("issuesync_http_bodies_refused_total", "budget" => label)
-                .increment(1);
-            return Err(ApiError::unavailable(
-                "too many request bodies are being received at once; retry later",
-            ));
-        }
-    };
-    let read = axum::body::to_bytes(body, http.body_limit_bytes);
-    let bytes = match tokio::time::timeout_at(deadline, read).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!("the body did not arrive within {} ms", http.body_timeout_ms),
-        )),
-        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
-        Ok(Err(e)) => Err(ApiError::bad_request(format!(
-            "the body could not be read: {e}"
-        ))),
-        Ok(Ok(b)) => Ok(b),
-    }?;
-    Ok(RawBody {
-        bytes,
-        _permit: permit,
-    })
-}
-
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "the body is larger than the 1 MiB limit",
-    )
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
-/// Bodies larger than this are parsed on the blocking pool, off the runtime threads that
-/// answer every other request.
-const PARSE_INLINE_BYTES: usize = 64 * 1024;
-
-fn parse_object(raw: &[u8]) -> ApiResult<Value> {
-    let v: Value = serde_json::from_slice(raw)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
-    if !v.is_object() {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
-    }
-    Ok(v)
-}
-
-async fn json_body(raw: &RawBody) -> ApiResult<Value> {
-    if raw.len() <= PARSE_INLINE_BYTES {
-        return parse_object(raw);
-    }
-    let bytes = raw.bytes.clone();
-    tokio::task::spawn_blocking(move || parse_object(&bytes))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "the body parser panicked");
-            ApiError::internal()
-        })?
-}
-
-fn kept_headers(headers: &HeaderMap) -> Value {
-    let mut m = serde_json::Map::new();
-    for name in KEPT_HEADERS {
-        if let Some(v) = headers.get(*name).and_then(|v| v.to_str().ok()) {
-            m.insert(
-                name.to_string(),
-                Value::String(v.chars().take(500).collect()),
-            );
-        }
-    }
-    Value::Object(m)
-}
-
 async fn find_active(
-    state: &AppState,
+    state: &HttpState,
     provider: &str,
     external_id: &str,
 ) -> ApiResult<Integration> {
@@ -238,7 +84,7 @@ async fn find_active(
 }
 
 /// The active integrations of a provider, a few seconds stale at most (as `find_active`).
-async fn active_of(state: &AppState, provider: &'static str) -> ApiResult<Arc<Vec<Integration>>> {
+async fn active_of(state: &HttpState, provider: &'static str) -> ApiResult<Arc<Vec<Integration>>> {
     let load = async {
         let mut tx = state.db.begin().await?;
         let all = integrations::list_integrations(&mut tx, Some(provider)).await?;
@@ -257,7 +103,7 @@ async fn active_of(state: &AppState, provider: &'static str) -> ApiResult<Arc<Ve
 
 /// ADO's `shared-secret` header, checked before the body is read: present, and equal
 /// (in constant time) to the secret of at least one active ADO integration.
-async fn precheck_shared_secret(state: &AppState, got: Option<&str>) -> ApiResult<()> {
+async fn precheck_shared_secret(state: &HttpState, got: Option<&str>) -> ApiResult<()> {
     let got = got
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::unauthorized("missing shared-secret header"))?;
@@ -279,7 +125,7 @@ async fn precheck_shared_secret(state: &AppState, got: Option<&str>) -> ApiResul
 /// The active Discord application whose key verifies the request's Ed25519 signature
 /// (hashing a large body runs on the blocking pool, as parsing does).
 async fn discord_signer(
-    state: &AppState,
+    state: &HttpState,
     headers: &HeaderMap,
     raw: &RawBody,
 ) -> ApiResult<Integration> {
@@ -341,105 +187,8 @@ fn ignored(reason: &str) -> (StatusCode, Json<Value>) {
     )
 }
 
-/// A delivery key must be storable the same way on both backends (Postgres text holds no NUL).
-fn check_key(key: &str) -> ApiResult<()> {
-    if key.contains('\0') || key.len() > 500 {
-        return Err(ApiError::bad_request(
-            "the delivery id holds a NUL character or is over 500 bytes",
-        ));
-    }
-    Ok(())
-}
-
-/// Stores the delivery and enqueues `process_webhook` in one transaction.
-async fn store_and_enqueue(
-    state: &AppState,
-    provider: &str,
-    key: &str,
-    integration: &Integration,
-    headers: &HeaderMap,
-    raw: &[u8],
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    check_key(key)?;
-    let kept = kept_headers(headers);
-    // The job's id is chosen first so the delivery row records it in its own insert.
-    let job_id = ulid::Ulid::generate().to_string();
-    let delivery = NewDelivery {
-        provider,
-        delivery_key: key,
-        integration_id: Some(integration.id),
-        headers: &kept,
-        body: raw,
-        job_id: Some(&job_id),
-    };
-    let inserted = match &state.db {
-        Db::Pg(pool) => insert_with_job_pg(pool, &delivery, &job_id).await?,
-        Db::Sqlite(_) => {
-            let mut tx = state.db.begin().await?;
-            let inserted = deliveries::insert_delivery(&mut tx, &delivery, crate::now_ms()).await?;
-            if let Some(delivery_id) = inserted {
-                enqueue_fresh(&mut tx, &ProcessWebhook { delivery_id }, job_id.clone()).await?;
-                tx.commit().await?;
-            }
-            inserted
-        }
-    };
-    let Some(delivery_id) = inserted else {
-        tracing::info!(provider, key, "duplicate delivery");
-        metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "duplicate").increment(1);
-        return Ok((StatusCode::OK, Json(json!({"status": "duplicate"}))));
-    };
-    metrics::counter!("issuesync_webhooks_total", "provider" => provider.to_string(), "result" => "queued").increment(1);
-    // The one line that ties the request id to the delivery and its job.
-    tracing::info!(provider, delivery_id, job_id, "webhook queued");
-    Ok((
-        StatusCode::OK,
-        Json(json!({"status": "queued", "delivery_id": delivery_id, "job_id": job_id})),
-    ))
-}
-
-/// The Postgres fast path: delivery and `process_webhook` job in one statement.
-async fn insert_with_job_pg(
-    pool: &sqlx::PgPool,
-    delivery: &NewDelivery<'_>,
-    job_id: &str,
-) -> ApiResult<Option<i64>> {
-    use issuesync_jobs::{Envelope, Job};
-    // The delivery id exists only inside the statement: serialize with a marker id and
-    // let the statement put the real one in its place.
-    const MARKER: i64 = i64::MIN;
-    let encoded = Envelope::of(&ProcessWebhook {
-        delivery_id: MARKER,
-    })
-    .map(crate::store::enqueue::traced)
-    .and_then(|e| serde_json::to_string(&e))
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot encode the process_webhook job");
-        ApiError::internal()
-    })?;
-    let Some((head, tail)) = encoded.split_once(&MARKER.to_string()) else {
-        tracing::error!("the process_webhook envelope has no delivery id");
-        return Err(ApiError::internal());
-    };
-    let job = deliveries::DeliveryJob {
-        id: job_id,
-        queue: ProcessWebhook::QUEUE,
-        max_attempts: i32::try_from(ProcessWebhook::MAX_ATTEMPTS).unwrap_or(i32::MAX),
-        envelope_head: head,
-        envelope_tail: tail,
-        dedup_prefix: ProcessWebhook::DEDUP_PREFIX,
-    };
-    let inserted =
-        deliveries::insert_delivery_with_job_pg(pool, delivery, &job, crate::now_ms()).await?;
-    if inserted.is_some() {
-        metrics::counter!("issuesync_jobs_enqueued_total", "job" => ProcessWebhook::JOB_NAME, "result" => "new")
-            .increment(1);
-    }
-    Ok(inserted)
-}
-
 /// Counts refusals by reason, then passes the error on.
-fn refused(state: &AppState, provider: &'static str, e: ApiError) -> ApiError {
+fn refused(state: &HttpState, provider: &'static str, e: ApiError) -> ApiError {
     state.refusals.record(crate::receiver::refusals::Refusal {
         at_ms: crate::now_ms(),
         provider,
@@ -459,7 +208,7 @@ fn refused(state: &AppState, provider: &'static str, e: ApiError) -> ApiError {
 }
 
 async fn vsts_issue_updated(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -484,7 +233,7 @@ async fn vsts_issue_updated(
 }
 
 async fn jira_server_issue_updated(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     ApiPath(token): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
@@ -510,7 +259,7 @@ async fn jira_server_issue_updated(
 
 /// Verifies a Connect JWT (header or `?jwt=`) for `POST path` and returns the tenant.
 async fn connect_tenant(
-    state: &AppState,
+    state: &HttpState,
     headers: &HeaderMap,
     query: &[(String, String)],
     path: &str,
@@ -534,7 +283,7 @@ async fn connect_tenant(
 }
 
 async fn jira_issue_updated(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Body,
@@ -562,7 +311,7 @@ async fn jira_issue_updated(
 /// install carries an RS256 JWT from Atlassian's install keys; a re-install may be signed
 /// with the tenant's current shared secret.
 async fn jira_installed(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Body,
@@ -637,7 +386,7 @@ async fn jira_installed(
 }
 
 async fn jira_uninstalled(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Body,
@@ -688,7 +437,7 @@ async fn jira_uninstalled(
 /// once. A component's work runs inline when it fits in the budget (Discord waits 3 s);
 /// otherwise the interaction is answered "deferred" and finished by a job.
 async fn discord_interactions(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -730,7 +479,7 @@ async fn discord_interactions(
 
 /// Stores the interaction (unique by its id) and applies it in one transaction.
 async fn discord_inline(
-    state: &AppState,
+    state: &HttpState,
     integration: &Integration,
     interaction: &discord::webhook::Interaction,
     headers: &HeaderMap,
@@ -750,7 +499,7 @@ async fn discord_inline(
 
 /// Stores the interaction with a `discord_interaction` job and answers type 6.
 async fn discord_defer(
-    state: &AppState,
+    state: &HttpState,
     integration: &Integration,
     interaction: &discord::webhook::Interaction,
     headers: &HeaderMap,
