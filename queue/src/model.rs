@@ -137,6 +137,8 @@ pub struct JobRow {
     pub dedup_key: Option<String>,
     pub partition_key: Option<String>,
     pub last_error: Option<String>,
+    /// The W3C `traceparent` of the span that enqueued it.
+    pub traceparent: Option<String>,
     #[serde(skip)]
     pub payload: Vec<u8>,
 }

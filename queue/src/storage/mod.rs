@@ -26,6 +26,7 @@ pub(crate) struct NewRow<'a> {
     pub run_at: Option<DateTime<Utc>>,
     pub dedup_key: Option<&'a str>,
     pub partition_key: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
 }
 
 /// A job a worker took. Text the row holds that is not UTF-8 (possible on SQLite) is read
@@ -39,6 +40,7 @@ pub(crate) struct Fetched {
     pub max_attempts: i32,
     pub snoozes: i32,
     pub partition_key: Option<String>,
+    pub traceparent: Option<String>,
     pub problem: Option<String>,
     /// Its place in the fetch order, for the next fetch's [`Cursor`].
     pub run_at: DateTime<Utc>,
@@ -182,13 +184,11 @@ pub(crate) trait Storage {
         queue: &str,
         key: &str,
     ) -> sqlx::Result<Option<String>>;
-    /// Coalescing: the waiting (not running) holder of a key takes a new payload.
+    /// Coalescing: the waiting (not running) holder of `job`'s key takes its payload and
+    /// partition, and its traceparent unless it has none.
     async fn replace_waiting_payload(
         c: &mut Conn<Self>,
-        queue: &str,
-        key: &str,
-        payload: &[u8],
-        partition: Option<&str>,
+        job: &NewRow<'_>,
     ) -> sqlx::Result<Option<String>>;
     /// Coalescing behind a running holder: the running job gives up the key.
     async fn release_running_key(c: &mut Conn<Self>, queue: &str, key: &str) -> sqlx::Result<()>;
