@@ -181,6 +181,23 @@ pub struct QueueCount {
     pub count: i64,
 }
 
+/// Attempts finished in one bucket of a chart, per outcome.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BucketCount {
+    /// 0 = the bucket that starts at the chart's `since`.
+    pub bucket: i64,
+    /// `done`, `retry`, `dead`, `snoozed` or `lost`.
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// How often something happened for one reason (e.g. snoozes per rate-limit reason).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReasonCount {
+    pub reason: Option<String>,
+    pub count: i64,
+}
+
 /// Attempts finished in a window, per queue and outcome.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct OutcomeCount {

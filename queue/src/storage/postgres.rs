@@ -9,8 +9,9 @@
 //! pick the partial index of running jobs, which under a burn-down holds the dead entry of
 //! every job run since the last vacuum, and scan all of it for every batch.
 //!
-//! Over 600 lines on purpose: every statement of the queue for this database is in this one
-//! file, in the same order as in `sqlite.rs`, so the two can be read side by side.
+//! Over 600 lines on purpose: every statement of a job's life and of the operator commands
+//! for this database is in this one file, in the same order as in `sqlite.rs`, so the two
+//! can be read side by side; the read-only metrics queries are in `postgres/metrics.rs`.
 
 use std::time::Duration;
 
@@ -102,6 +103,8 @@ fn job_row(r: &PgRow) -> sqlx::Result<JobRow> {
 fn session_parts(s: Option<Session>) -> (Option<i32>, Option<DateTime<Utc>>) {
     (s.map(|s| s.pid), s.map(|s| s.started))
 }
+
+mod metrics;
 
 impl Storage for PgStore {
     type Db = Postgres;

@@ -4,8 +4,9 @@
 //! become a dead job, not an error that stops every query. Rows are addressed by rowid for
 //! the same reason.
 //!
-//! Over 600 lines on purpose: every statement of the queue for this database is in this one
-//! file, in the same order as in `postgres.rs`, so the two can be read side by side.
+//! Over 600 lines on purpose: every statement of a job's life and of the operator commands
+//! for this database is in this one file, in the same order as in `postgres.rs`, so the two
+//! can be read side by side; the read-only metrics queries are in `sqlite/metrics.rs`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -123,6 +124,8 @@ fn job_row(r: &SqliteRow) -> sqlx::Result<JobRow> {
 fn json_rows(rows: Vec<serde_json::Value>) -> String {
     serde_json::Value::Array(rows).to_string()
 }
+
+mod metrics;
 
 impl Storage for SqliteStore {
     type Db = Sqlite;
