@@ -1,18 +1,21 @@
 //! Operator queries, one small function each: list, show, retry, kill, purge, stats,
-//! dashboard counts, progress and live workers. They read the payload as bytes, so a row
+//! dashboard counts, metrics (attempts per bucket or since a time, snoozes, oldest due job,
+//! first finish, unfinished jobs, recent failures), progress and live workers. They read the payload as bytes, so a row
 //! whose payload is not UTF-8 or not JSON never makes a search fail.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::db::{Db, Tx};
 use crate::error::QueueError;
-use crate::model::{AttemptRow, JobRow, OutcomeCount, QueueCount, Shown, State, WorkerRow};
-use crate::storage::{Filter, Storage, postgres::PgStore, sqlite::SqliteStore};
+use crate::model::{
+    AttemptRow, BucketCount, JobRow, OutcomeCount, QueueCount, ReasonCount, Shown, State, WorkerRow,
+};
+use crate::storage::{Filter, Metrics, Storage, postgres::PgStore, sqlite::SqliteStore};
 
 /// Runs `$body` with `$s` = the storage type and `$c` = a connection of the pool.
 macro_rules! with_conn {
@@ -210,6 +213,81 @@ pub async fn dashboard_counts(db: &Db) -> Result<BTreeMap<&'static str, i64>, Qu
         }
     }
     Ok(out)
+}
+
+// ---- metrics: what an attempt that "finished" means is in `storage::Metrics` ----
+
+/// Attempts finished since `since` per outcome, in buckets of `bucket` (0 starts at `since`):
+/// a chart of the queue's work.
+pub async fn attempts_by_bucket(
+    db: &Db,
+    since: DateTime<Utc>,
+    bucket: Duration,
+) -> Result<Vec<BucketCount>, QueueError> {
+    let bucket_ms = i64::try_from(bucket.as_millis())
+        .ok()
+        .filter(|&b| b >= 1)
+        .ok_or_else(|| QueueError::Invalid("a bucket must be at least 1 ms".into()))?;
+    Ok(with_conn!(db, |S, c| S::attempts_by_bucket(
+        c, since, bucket_ms
+    )
+    .await?))
+}
+
+/// Attempts finished since `since`, per queue and outcome (`stats` gives the last hour's).
+pub async fn attempts_since(
+    db: &Db,
+    since: DateTime<Utc>,
+) -> Result<Vec<OutcomeCount>, QueueError> {
+    Ok(with_conn!(db, |S, c| S::outcomes_since(c, since).await?))
+}
+
+/// Rate-limit snoozes since `since` per reason (the reason names the provider), most first.
+pub async fn snoozes_since(db: &Db, since: DateTime<Utc>) -> Result<Vec<ReasonCount>, QueueError> {
+    Ok(with_conn!(db, |S, c| S::snoozes_since(c, since).await?))
+}
+
+/// Seconds the oldest due (pending or failed) job of each queue has waited; queues with no
+/// due job are absent.
+pub async fn oldest_due_age(db: &Db) -> Result<BTreeMap<String, f64>, QueueError> {
+    Ok(with_conn!(db, |S, c| S::oldest_due_age(c).await?)
+        .into_iter()
+        .collect())
+}
+
+/// When the first attempt at or after `since` finished (how long a recovery took).
+pub async fn first_finish_since(
+    db: &Db,
+    since: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, QueueError> {
+    Ok(with_conn!(db, |S, c| S::first_finish_since(c, since).await?))
+}
+
+/// Jobs of `queue` that will still run or are running (pending, scheduled, failed, running).
+pub async fn count_unfinished(db: &Db, queue: &str) -> Result<i64, QueueError> {
+    Ok(with_conn!(db, |S, c| S::count_unfinished(c, queue).await?))
+}
+
+/// Whether `queue` has a job that will still run or is running; cheap enough to poll under
+/// load, where [`count_unfinished`] counts.
+pub async fn any_unfinished(db: &Db, queue: &str) -> Result<bool, QueueError> {
+    Ok(with_conn!(db, |S, c| S::any_unfinished(c, queue).await?))
+}
+
+/// The latest failed (will retry) or dead jobs of `queue`, with their last error, the latest
+/// attempt first; with `dedup_keys`, only jobs holding one of them (e.g. the outbound syncs of
+/// one integration's issues: `status:<id>`, `assignee:<id>`).
+pub async fn recent_failures(
+    db: &Db,
+    queue: &str,
+    dedup_keys: Option<&[String]>,
+    limit: i64,
+) -> Result<Vec<JobRow>, QueueError> {
+    let limit = limit.clamp(1, 10_000);
+    Ok(with_conn!(db, |S, c| S::recent_failures(
+        c, queue, dedup_keys, limit
+    )
+    .await?))
 }
 
 /// Workers that heartbeat within `within`, newest first.

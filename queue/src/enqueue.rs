@@ -24,6 +24,9 @@ pub struct NewJob {
     pub partition_key: Option<String>,
     /// Replace a waiting holder's payload; queue behind a running one.
     pub coalesce: bool,
+    /// The W3C `traceparent` of the enqueuing span; the handler gets it in
+    /// [`JobMeta::traceparent`](crate::JobMeta) to continue that trace.
+    pub traceparent: Option<String>,
 }
 
 impl NewJob {
@@ -41,11 +44,18 @@ impl NewJob {
             dedup_key: job.dedup_key(),
             partition_key: job.partition_key(),
             coalesce: J::COALESCE,
+            traceparent: None,
         })
     }
 
     pub fn run_at(mut self, at: Option<DateTime<Utc>>) -> Self {
         self.run_at = at;
+        self
+    }
+
+    /// The enqueuing span's W3C `traceparent` (checked by [`NewJob::validate`]).
+    pub fn traceparent(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
         self
     }
 
@@ -64,6 +74,9 @@ impl NewJob {
         }
         if let Some(k) = &self.partition_key {
             key("partition key", k)?;
+        }
+        if let Some(t) = &self.traceparent {
+            check_traceparent(t)?;
         }
         if !(1..=1000).contains(&self.max_attempts) {
             return Err(QueueError::Invalid(format!(
@@ -89,6 +102,20 @@ fn name(what: &str, v: &str) -> Result<(), QueueError> {
             "{what} {v:?} must be 1 to 100 letters, digits, '_', '-' or '.'"
         )))
     }
+}
+
+/// The longest `traceparent` stored: version 00 is exactly 55 characters.
+const TRACEPARENT_MAX: usize = 55;
+
+/// A `traceparent` the queue stores: 1 to 55 printable ASCII characters. Its syntax is the
+/// tracer's business (a malformed one starts a new trace), but its size and bytes are ours.
+pub(crate) fn check_traceparent(t: &str) -> Result<(), QueueError> {
+    if t.is_empty() || t.len() > TRACEPARENT_MAX || !t.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(QueueError::Invalid(format!(
+            "traceparent {t:?} must be 1 to {TRACEPARENT_MAX} printable ASCII characters"
+        )));
+    }
+    Ok(())
 }
 
 fn key(what: &str, v: &str) -> Result<(), QueueError> {
@@ -157,6 +184,7 @@ async fn insert_deduped<S: Storage>(c: &mut Conn<S>, job: &NewJob) -> Result<Enq
         run_at: job.run_at,
         dedup_key: job.dedup_key.as_deref(),
         partition_key: job.partition_key.as_deref(),
+        traceparent: job.traceparent.as_deref(),
     };
     let Some(key) = row.dedup_key else {
         S::insert_job(c, &row).await?;
@@ -164,10 +192,7 @@ async fn insert_deduped<S: Storage>(c: &mut Conn<S>, job: &NewJob) -> Result<Enq
     };
     for _ in 0..3 {
         if job.coalesce {
-            if let Some(id) =
-                S::replace_waiting_payload(c, row.queue, key, row.payload, row.partition_key)
-                    .await?
-            {
+            if let Some(id) = S::replace_waiting_payload(c, &row).await? {
                 return Ok(Enqueued::Coalesced(id));
             }
             S::release_running_key(c, row.queue, key).await?;
@@ -190,7 +215,7 @@ async fn insert_deduped<S: Storage>(c: &mut Conn<S>, job: &NewJob) -> Result<Enq
 /// Postgres: a job inserted in the same statement as a preceding row, for a hot path that
 /// cannot afford BEGIN, two INSERTs and COMMIT (four round trips where this is one). The
 /// statement is written by [`pg_enqueue_after!`](crate::pg_enqueue_after), binds this job as
-/// `$1`–`$8` with [`AfterInsert::bind`], and the caller's own binds follow from `$9`.
+/// `$1`–`$9` with [`AfterInsert::bind`], and the caller's own binds follow from `$10`.
 #[derive(Debug, Clone)]
 pub struct AfterInsert {
     id: String,
@@ -201,6 +226,7 @@ pub struct AfterInsert {
     max_attempts: i32,
     dedup_prefix: Option<String>,
     partition_key: Option<String>,
+    traceparent: Option<String>,
 }
 
 impl AfterInsert {
@@ -229,14 +255,24 @@ impl AfterInsert {
             max_attempts: check.max_attempts,
             dedup_prefix,
             partition_key: check.partition_key,
+            traceparent: None,
         })
+    }
+
+    /// The enqueuing span's W3C `traceparent`; refused as [`NewJob::validate`] refuses it.
+    pub fn traceparent(mut self, traceparent: Option<String>) -> Result<AfterInsert, QueueError> {
+        if let Some(t) = &traceparent {
+            check_traceparent(t)?;
+        }
+        self.traceparent = traceparent;
+        Ok(self)
     }
 
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// Binds `$1`–`$8` of a [`pg_enqueue_after!`](crate::pg_enqueue_after) statement.
+    /// Binds `$1`–`$9` of a [`pg_enqueue_after!`](crate::pg_enqueue_after) statement.
     pub fn bind<'q, O>(
         &'q self,
         q: sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
@@ -249,13 +285,14 @@ impl AfterInsert {
             .bind(self.max_attempts)
             .bind(self.dedup_prefix.as_deref())
             .bind(self.partition_key.as_deref())
+            .bind(self.traceparent.as_deref())
     }
 }
 
 /// Postgres: one statement that runs the caller's `INSERT … RETURNING id` (named `src`) and,
-/// when it inserted a row, inserts the job of an [`AfterInsert`] (binds `$1`–`$8`) whose
+/// when it inserted a row, inserts the job of an [`AfterInsert`] (binds `$1`–`$9`) whose
 /// arguments get that row's id; `$tail` is the statement's final `SELECT`. The caller's binds
-/// start at `$9`. The job-insert SQL lives only here.
+/// start at `$10`. The job-insert SQL lives only here.
 #[macro_export]
 macro_rules! pg_enqueue_after {
     ($source:literal, $tail:literal) => {
@@ -263,9 +300,9 @@ macro_rules! pg_enqueue_after {
             "WITH src AS (",
             $source,
             "), queue_job AS (INSERT INTO queue_jobs \
-             (id, queue, kind, payload, max_attempts, dedup_key, partition_key) \
+             (id, queue, kind, payload, max_attempts, dedup_key, partition_key, traceparent) \
              SELECT $1, $2, $3, convert_to(jsonb_set($4::jsonb, ARRAY[$5::text], to_jsonb(src.id))::text, 'UTF8'), \
-             $6, $7 || src.id, $8 FROM src) ",
+             $6, $7 || src.id, $8, $9 FROM src) ",
             $tail
         )
     };

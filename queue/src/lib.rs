@@ -32,7 +32,10 @@ pub use config::QueueConfig;
 pub use db::{Db, Tx};
 pub use enqueue::{AfterInsert, NewJob, enqueue, enqueue_at, enqueue_job, enqueue_with_id};
 pub use error::{JobError, QueueError};
-pub use model::{AttemptRow, Enqueued, JobRow, OutcomeCount, QueueCount, Shown, State, WorkerRow};
+pub use model::{
+    AttemptRow, BucketCount, Enqueued, JobRow, OutcomeCount, QueueCount, ReasonCount, Shown, State,
+    WorkerRow,
+};
 pub use registry::{Dispatcher, JobMeta, KindInfo, Registry, RunJob};
 pub use runner::{WorkerSpec, run_workers};
 pub use runtime::Queue;

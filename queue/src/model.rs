@@ -137,6 +137,8 @@ pub struct JobRow {
     pub dedup_key: Option<String>,
     pub partition_key: Option<String>,
     pub last_error: Option<String>,
+    /// The W3C `traceparent` of the span that enqueued it.
+    pub traceparent: Option<String>,
     #[serde(skip)]
     pub payload: Vec<u8>,
 }
@@ -176,6 +178,23 @@ pub struct WorkerRow {
 pub struct QueueCount {
     pub queue: String,
     pub state: String,
+    pub count: i64,
+}
+
+/// Attempts finished in one bucket of a chart, per outcome.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BucketCount {
+    /// 0 = the bucket that starts at the chart's `since`.
+    pub bucket: i64,
+    /// `done`, `retry`, `dead`, `snoozed` or `lost`.
+    pub outcome: String,
+    pub count: i64,
+}
+
+/// How often something happened for one reason (e.g. snoozes per rate-limit reason).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReasonCount {
+    pub reason: Option<String>,
     pub count: i64,
 }
 

@@ -39,6 +39,9 @@ pub struct JobMeta {
     pub max_attempts: i32,
     pub snoozes: i32,
     pub partition_key: Option<String>,
+    /// The W3C `traceparent` of the span that enqueued the job: the handler's span continues
+    /// that trace.
+    pub traceparent: Option<String>,
     pub worker: Arc<str>,
 }
 
@@ -273,6 +276,7 @@ impl<Ctx: Clone + Send + Sync + 'static> Service<Task<FetchedJob>> for Dispatche
                 max_attempts: job.max_attempts,
                 snoozes: job.snoozes,
                 partition_key: job.partition_key,
+                traceparent: job.traceparent,
                 worker,
             },
         };

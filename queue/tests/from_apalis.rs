@@ -14,9 +14,9 @@ both!(unfinished_apalis_jobs_move_over_and_run);
 const PG_OLD_JOBS: &str = "
 INSERT INTO apalis.workers (id, worker_type, storage_name) VALUES ('tests-77-old-0', 'tests', 'sql');
 INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key, last_result, lock_by) VALUES
- ('01JAPA11S000000000000PEND0', 'tests', convert_to('{\"job\":\"probe\",\"args\":{\"marker\":\"m\",\"dedup\":\"key-1\"}}', 'UTF8'), 'Pending', 0, 3, now(), 0, 'key-1', NULL, NULL),
+ ('01JAPA11S000000000000PEND0', 'tests', convert_to('{\"job\":\"probe\",\"args\":{\"marker\":\"m\",\"dedup\":\"key-1\"},\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}', 'UTF8'), 'Pending', 0, 3, now(), 0, 'key-1', NULL, NULL),
  ('01JAPA11S000000000000SCHD0', 'tests', convert_to('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}', 'UTF8'), 'Pending', 0, 3, now() + interval '2 seconds', 0, NULL, NULL, NULL),
- ('01JAPA11S000000000000FA110', 'tests', convert_to('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}', 'UTF8'), 'Failed', 1, 3, now(), 0, NULL, '{\"Err\":\"upstream 503\"}', NULL),
+ ('01JAPA11S000000000000FA110', 'tests', convert_to('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"},\"traceparent\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}', 'UTF8'), 'Failed', 1, 3, now(), 0, NULL, '{\"Err\":\"upstream 503\"}', NULL),
  ('01JAPA11S000000000000RVN00', 'tests', convert_to('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}', 'UTF8'), 'Queued', 0, 3, now(), 0, NULL, NULL, 'tests-77-old-0'),
  ('01JAPA11S000000000000BAD00', 'tests', decode('ff00', 'hex'), 'Pending', 0, 3, now(), 0, NULL, NULL, NULL),
  ('01JAPA11S000000000000D0NE0', 'tests', convert_to('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}', 'UTF8'), 'Done', 1, 3, now(), 0, NULL, '{\"Ok\":null}', NULL),
@@ -27,9 +27,9 @@ INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_
 const SQLITE_OLD_JOBS: &str = "
 INSERT INTO Workers (id, worker_type, storage_name, layers, last_seen) VALUES ('tests-77-old-0', 'tests', 'sql', '', strftime('%s','now'));
 INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at, priority, metadata, idempotency_key, last_result, lock_by) VALUES
- (CAST('{\"job\":\"probe\",\"args\":{\"marker\":\"m\",\"dedup\":\"key-1\"}}' AS BLOB), '01JAPA11S000000000000PEND0', 'tests', 'Pending', 0, 3, CAST(strftime('%s','now') AS INTEGER), 0, '{}', 'key-1', NULL, NULL),
+ (CAST('{\"job\":\"probe\",\"args\":{\"marker\":\"m\",\"dedup\":\"key-1\"},\"traceparent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"}' AS BLOB), '01JAPA11S000000000000PEND0', 'tests', 'Pending', 0, 3, CAST(strftime('%s','now') AS INTEGER), 0, '{}', 'key-1', NULL, NULL),
  (CAST('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}' AS BLOB), '01JAPA11S000000000000SCHD0', 'tests', 'Pending', 0, 3, CAST(strftime('%s','now') AS INTEGER) + 2, 0, '{}', NULL, NULL, NULL),
- (CAST('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}' AS BLOB), '01JAPA11S000000000000FA110', 'tests', 'Failed', 1, 3, CAST(strftime('%s','now') AS INTEGER), 0, '{}', NULL, '{\"Err\":\"upstream 503\"}', NULL),
+ (CAST('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"},\"traceparent\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}' AS BLOB), '01JAPA11S000000000000FA110', 'tests', 'Failed', 1, 3, CAST(strftime('%s','now') AS INTEGER), 0, '{}', NULL, '{\"Err\":\"upstream 503\"}', NULL),
  (CAST('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}' AS BLOB), '01JAPA11S000000000000RVN00', 'tests', 'Queued', 0, 3, CAST(strftime('%s','now') AS INTEGER), 0, '{}', NULL, NULL, 'tests-77-old-0'),
  (X'FF00', '01JAPA11S000000000000BAD00', 'tests', 'Pending', 0, 3, CAST(strftime('%s','now') AS INTEGER), 0, '{}', NULL, NULL, NULL),
  (CAST('{\"job\":\"probe\",\"args\":{\"marker\":\"m\"}}' AS BLOB), '01JAPA11S000000000000D0NE0', 'tests', 'Done', 1, 3, CAST(strftime('%s','now') AS INTEGER), 0, '{}', NULL, '{\"Ok\":null}', NULL),
@@ -114,6 +114,15 @@ async fn unfinished_apalis_jobs_move_over_and_run(q: TestQueue) {
     assert_eq!(pending.dedup_key.as_deref(), Some("key-1"));
     assert_eq!(pending.partition_key.as_deref(), Some("marker:m"));
     assert_eq!(pending.payload_json()["marker"], "m");
+    // The envelope's traceparent moves into its column; one the queue would refuse is dropped.
+    assert_eq!(
+        pending.traceparent.as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    );
+    assert_eq!(
+        q.show("01JAPA11S000000000000SCHD0").await.job.traceparent,
+        None
+    );
     assert_eq!(
         q.show("01JAPA11S000000000000SCHD0").await.job.state,
         "scheduled"
@@ -121,6 +130,7 @@ async fn unfinished_apalis_jobs_move_over_and_run(q: TestQueue) {
     let failed = q.show("01JAPA11S000000000000FA110").await.job;
     assert_eq!((failed.state.as_str(), failed.attempts), ("failed", 1));
     assert_eq!(failed.last_error.as_deref(), Some("upstream 503"));
+    assert_eq!(failed.traceparent, None);
     let held = q.show("01JAPA11S000000000000RVN00").await.job;
     assert_eq!((held.state.as_str(), held.attempts), ("pending", 0));
     assert!(
@@ -163,5 +173,10 @@ async fn unfinished_apalis_jobs_move_over_and_run(q: TestQueue) {
     }
     assert_eq!(q.show("01JAPA11S000000000000FA110").await.job.attempts, 2);
     assert_eq!(q.ledger("m").await, (4, 4));
+    let traces = q.ledger_traceparents("m").await;
+    assert_eq!(
+        traces.iter().flatten().collect::<Vec<_>>(),
+        vec!["00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
+    );
     w.stop().await.expect("stop");
 }

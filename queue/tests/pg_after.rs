@@ -7,6 +7,8 @@ mod common;
 use common::{Backend, Probe, fast_config};
 use issuesync_queue::AfterInsert;
 
+const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_and_its_job_are_inserted_in_one_statement() {
     let Some(q) = common::setup(Backend::Postgres).await else {
@@ -30,10 +32,11 @@ async fn a_row_and_its_job_are_inserted_in_one_statement() {
             "row_id",
             Some("row:".into()),
         )
+        .and_then(|j| j.traceparent(Some(TP.into())))
         .expect("job");
         async move {
             let sql = issuesync_queue::pg_enqueue_after!(
-                "INSERT INTO test_rows (key) VALUES ($9) ON CONFLICT (key) DO NOTHING RETURNING id",
+                "INSERT INTO test_rows (key) VALUES ($10) ON CONFLICT (key) DO NOTHING RETURNING id",
                 "SELECT id FROM src"
             );
             let row: Option<i64> = job
@@ -52,6 +55,7 @@ async fn a_row_and_its_job_are_inserted_in_one_statement() {
     assert_eq!(j.payload_json()["marker"], "after");
     assert_eq!(j.dedup_key, Some(format!("row:{row}")));
     assert_eq!(j.partition_key.as_deref(), Some("marker:after"));
+    assert_eq!(j.traceparent.as_deref(), Some(TP));
     // A duplicate row: neither the row nor a job.
     let (again, other_id) = insert("first").await;
     assert_eq!(again, None);
@@ -66,5 +70,9 @@ async fn a_row_and_its_job_are_inserted_in_one_statement() {
     let w = q.start(2, fast_config());
     q.wait_state(&job_id, "done", 10).await;
     assert_eq!(q.ledger("after").await, (1, 1));
+    assert_eq!(
+        q.ledger_traceparents("after").await,
+        vec![Some(TP.to_string())]
+    );
     w.stop().await.expect("stop");
 }

@@ -19,6 +19,9 @@ CREATE TABLE queue_jobs (
     -- What one integration's jobs share, so they can be paused or limited without reading
     -- payloads.
     partition_key TEXT COLLATE "C",
+    -- The W3C traceparent of the span that enqueued the job (the worker continues that
+    -- trace); NULL when traces were not exported.
+    traceparent   TEXT COLLATE "C",
     -- The lease: the worker that holds (or last held) the job, and a number bumped at every
     -- fetch and whenever a job is taken from its holder (a kill, a rescue); a result is
     -- written only under the lease it was fetched with.

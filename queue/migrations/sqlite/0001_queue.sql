@@ -14,6 +14,7 @@ CREATE TABLE queue_jobs (
     snoozes       INTEGER NOT NULL DEFAULT 0 CHECK (snoozes >= 0),
     dedup_key     TEXT,
     partition_key TEXT,
+    traceparent   TEXT,
     holder        TEXT,
     lease         INTEGER NOT NULL DEFAULT 0,
     created_at    INTEGER NOT NULL,

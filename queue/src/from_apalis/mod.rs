@@ -52,12 +52,17 @@ struct NewRow {
     dedup_key: Option<String>,
     partition_key: Option<String>,
     last_error: Option<String>,
+    traceparent: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Envelope {
     job: String,
     args: serde_json::Value,
+    /// The enqueuing span's, when traces were exported; one the queue would refuse is dropped
+    /// (the job runs in a new trace) rather than failing the move.
+    #[serde(default)]
+    traceparent: Option<String>,
 }
 
 fn convert<Ctx: Clone + Send + Sync + 'static>(old: OldJob, registry: &Registry<Ctx>) -> NewRow {
@@ -66,34 +71,38 @@ fn convert<Ctx: Clone + Send + Sync + 'static>(old: OldJob, registry: &Registry<
         v.get("Err").and_then(|e| e.as_str()).map(str::to_string)
     });
     let held = matches!(old.status.as_str(), "Queued" | "Running");
-    let (kind, payload, state, last_error) = match serde_json::from_slice::<Envelope>(&old.envelope)
-    {
-        Ok(env) => {
-            let payload = serde_json::to_vec(&env.args).unwrap_or_default();
-            let state = if old.status == "Failed" || (held && old.attempts > 0) {
-                "failed"
-            } else {
-                "pending"
-            };
-            let last_error = if held {
+    let (kind, payload, state, last_error, traceparent) =
+        match serde_json::from_slice::<Envelope>(&old.envelope) {
+            Ok(env) => {
+                let payload = serde_json::to_vec(&env.args).unwrap_or_default();
+                let state = if old.status == "Failed" || (held && old.attempts > 0) {
+                    "failed"
+                } else {
+                    "pending"
+                };
+                let last_error = if held {
+                    Some(format!(
+                        "moved from apalis while worker {} held it; it runs again",
+                        old.holder.as_deref().unwrap_or("?")
+                    ))
+                } else {
+                    last_error
+                };
+                let traceparent = env
+                    .traceparent
+                    .filter(|t| crate::enqueue::check_traceparent(t).is_ok());
+                (env.job, payload, state, last_error, traceparent)
+            }
+            Err(e) => (
+                "unknown".to_string(),
+                old.envelope,
+                "dead",
                 Some(format!(
-                    "moved from apalis while worker {} held it; it runs again",
-                    old.holder.as_deref().unwrap_or("?")
-                ))
-            } else {
-                last_error
-            };
-            (env.job, payload, state, last_error)
-        }
-        Err(e) => (
-            "unknown".to_string(),
-            old.envelope,
-            "dead",
-            Some(format!(
-                "moved from apalis: its payload is not a job envelope ({e})"
-            )),
-        ),
-    };
+                    "moved from apalis: its payload is not a job envelope ({e})"
+                )),
+                None,
+            ),
+        };
     NewRow {
         partition_key: registry.partition_of(&kind, &payload),
         id: old.id,
@@ -106,6 +115,7 @@ fn convert<Ctx: Clone + Send + Sync + 'static>(old: OldJob, registry: &Registry<
         max_attempts: old.max_attempts.max(1),
         dedup_key: old.dedup_key.filter(|_| state != "dead"),
         last_error,
+        traceparent,
     }
 }
 

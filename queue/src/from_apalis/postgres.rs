@@ -41,8 +41,8 @@ pub(super) async fn move_jobs(
         });
         let n = sqlx::query(
             "INSERT INTO queue_jobs (id, queue, kind, payload, state, run_at, attempts, max_attempts, \
-             dedup_key, partition_key, last_error, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $5 = 'dead' THEN now() END) \
+             dedup_key, partition_key, last_error, traceparent, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $5 = 'dead' THEN now() END) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&new.id)
@@ -56,6 +56,7 @@ pub(super) async fn move_jobs(
         .bind(&new.dedup_key)
         .bind(&new.partition_key)
         .bind(&new.last_error)
+        .bind(&new.traceparent)
         .execute(&mut *tx)
         .await?
         .rows_affected();

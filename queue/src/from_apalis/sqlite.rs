@@ -53,8 +53,8 @@ pub(super) async fn move_jobs(
         });
         let n = sqlx::query(
             "INSERT INTO queue_jobs (id, queue, kind, payload, state, run_at, attempts, max_attempts, \
-             dedup_key, partition_key, last_error, created_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $5 = 'dead' THEN $12 END) \
+             dedup_key, partition_key, last_error, created_at, traceparent, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $5 = 'dead' THEN $12 END) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&new.id)
@@ -69,6 +69,7 @@ pub(super) async fn move_jobs(
         .bind(&new.partition_key)
         .bind(&new.last_error)
         .bind(now)
+        .bind(&new.traceparent)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -11,7 +11,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::{Database, Pool, Transaction};
 
-use crate::model::{AttemptRow, JobRow, OutcomeCount, QueueCount, State, WorkerRow};
+use crate::model::{
+    AttemptRow, BucketCount, JobRow, OutcomeCount, QueueCount, ReasonCount, State, WorkerRow,
+};
 
 pub(crate) type Conn<S> = <<S as Storage>::Db as Database>::Connection;
 
@@ -26,6 +28,7 @@ pub(crate) struct NewRow<'a> {
     pub run_at: Option<DateTime<Utc>>,
     pub dedup_key: Option<&'a str>,
     pub partition_key: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
 }
 
 /// A job a worker took. Text the row holds that is not UTF-8 (possible on SQLite) is read
@@ -39,6 +42,7 @@ pub(crate) struct Fetched {
     pub max_attempts: i32,
     pub snoozes: i32,
     pub partition_key: Option<String>,
+    pub traceparent: Option<String>,
     pub problem: Option<String>,
     /// Its place in the fetch order, for the next fetch's [`Cursor`].
     pub run_at: DateTime<Utc>,
@@ -182,13 +186,11 @@ pub(crate) trait Storage {
         queue: &str,
         key: &str,
     ) -> sqlx::Result<Option<String>>;
-    /// Coalescing: the waiting (not running) holder of a key takes a new payload.
+    /// Coalescing: the waiting (not running) holder of `job`'s key takes its payload and
+    /// partition, and its traceparent unless it has none.
     async fn replace_waiting_payload(
         c: &mut Conn<Self>,
-        queue: &str,
-        key: &str,
-        payload: &[u8],
-        partition: Option<&str>,
+        job: &NewRow<'_>,
     ) -> sqlx::Result<Option<String>>;
     /// Coalescing behind a running holder: the running job gives up the key.
     async fn release_running_key(c: &mut Conn<Self>, queue: &str, key: &str) -> sqlx::Result<()>;
@@ -261,6 +263,43 @@ pub(crate) trait Storage {
     -> sqlx::Result<Vec<WorkerRow>>;
     async fn save_progress(c: &mut Conn<Self>, job_id: &str, json: &str) -> sqlx::Result<()>;
     async fn find_progress(c: &mut Conn<Self>, job_id: &str) -> sqlx::Result<Option<String>>;
+}
+
+/// The metrics and operator-page reads (charts, drain checks, an integration's failures), in
+/// `{postgres,sqlite}/metrics.rs`: read-only, so they are kept apart from the run path's
+/// statements, and the two main files stay the side-by-side list of what a job's life writes.
+/// "An attempt finished" means a done job's own row (a success writes no attempt row) or a
+/// `queue_attempts` row (retry, dead, snoozed, lost).
+#[allow(async_fn_in_trait)]
+pub(crate) trait Metrics: Storage {
+    /// Attempts finished since `since`, per bucket of `bucket_ms` (0 = the oldest) and outcome.
+    async fn attempts_by_bucket(
+        c: &mut Conn<Self>,
+        since: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> sqlx::Result<Vec<BucketCount>>;
+    /// Snoozes since `since` per reason, most first.
+    async fn snoozes_since(
+        c: &mut Conn<Self>,
+        since: DateTime<Utc>,
+    ) -> sqlx::Result<Vec<ReasonCount>>;
+    /// The first attempt finished at or after `since`.
+    async fn first_finish_since(
+        c: &mut Conn<Self>,
+        since: DateTime<Utc>,
+    ) -> sqlx::Result<Option<DateTime<Utc>>>;
+    /// Pending, failed and running jobs of a queue.
+    async fn count_unfinished(c: &mut Conn<Self>, queue: &str) -> sqlx::Result<i64>;
+    /// Whether a queue has a pending, failed or running job (index probes, no count).
+    async fn any_unfinished(c: &mut Conn<Self>, queue: &str) -> sqlx::Result<bool>;
+    /// Failed and dead jobs of a queue (with one of `dedup_keys`, when given), the latest
+    /// attempt first.
+    async fn recent_failures(
+        c: &mut Conn<Self>,
+        queue: &str,
+        dedup_keys: Option<&[String]>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<JobRow>>;
 }
 
 /// The text every lost attempt's error starts with; the rest names the worker.

@@ -9,8 +9,9 @@
 //! pick the partial index of running jobs, which under a burn-down holds the dead entry of
 //! every job run since the last vacuum, and scan all of it for every batch.
 //!
-//! Over 600 lines on purpose: every statement of the queue for this database is in this one
-//! file, in the same order as in `sqlite.rs`, so the two can be read side by side.
+//! Over 600 lines on purpose: every statement of a job's life and of the operator commands
+//! for this database is in this one file, in the same order as in `sqlite.rs`, so the two
+//! can be read side by side; the read-only metrics queries are in `postgres/metrics.rs`.
 
 use std::time::Duration;
 
@@ -29,14 +30,15 @@ macro_rules! job_columns {
     () => {
         "id, queue, kind, CASE WHEN state = 'pending' AND run_at > now() THEN 'scheduled' ELSE state END AS shown, \
          attempts, max_attempts, snoozes, run_at, created_at, holder, started_at, finished_at, dedup_key, \
-         partition_key, last_error, payload"
+         partition_key, last_error, traceparent, payload"
     };
 }
 
 /// What a fetch returns.
 macro_rules! fetched {
     () => {
-        "RETURNING j.id, j.kind, j.payload, j.attempts, j.max_attempts, j.snoozes, j.partition_key, j.lease, j.run_at"
+        "RETURNING j.id, j.kind, j.payload, j.attempts, j.max_attempts, j.snoozes, j.partition_key, j.traceparent, \
+         j.lease, j.run_at"
     };
 }
 
@@ -93,6 +95,7 @@ fn job_row(r: &PgRow) -> sqlx::Result<JobRow> {
         dedup_key: r.try_get("dedup_key")?,
         partition_key: r.try_get("partition_key")?,
         last_error: r.try_get("last_error")?,
+        traceparent: r.try_get("traceparent")?,
         payload: r.try_get("payload")?,
     })
 }
@@ -100,6 +103,8 @@ fn job_row(r: &PgRow) -> sqlx::Result<JobRow> {
 fn session_parts(s: Option<Session>) -> (Option<i32>, Option<DateTime<Utc>>) {
     (s.map(|s| s.pid), s.map(|s| s.started))
 }
+
+mod metrics;
 
 impl Storage for PgStore {
     type Db = Postgres;
@@ -110,8 +115,8 @@ impl Storage for PgStore {
 
     async fn insert_job(c: &mut PgConnection, job: &NewRow<'_>) -> sqlx::Result<bool> {
         let r = sqlx::query(
-            "INSERT INTO queue_jobs (id, queue, kind, payload, run_at, max_attempts, dedup_key, partition_key) \
-             VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7, $8) \
+            "INSERT INTO queue_jobs (id, queue, kind, payload, run_at, max_attempts, dedup_key, partition_key, traceparent) \
+             VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7, $8, $9) \
              ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('pending', 'failed', 'running') \
              DO NOTHING",
         )
@@ -123,6 +128,7 @@ impl Storage for PgStore {
         .bind(job.max_attempts)
         .bind(job.dedup_key)
         .bind(job.partition_key)
+        .bind(job.traceparent)
         .execute(&mut *c)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -145,19 +151,17 @@ impl Storage for PgStore {
 
     async fn replace_waiting_payload(
         c: &mut PgConnection,
-        queue: &str,
-        key: &str,
-        payload: &[u8],
-        partition: Option<&str>,
+        job: &NewRow<'_>,
     ) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar(
-            "UPDATE queue_jobs SET payload = $3, partition_key = $4 \
+            "UPDATE queue_jobs SET payload = $3, partition_key = $4, traceparent = COALESCE($5, traceparent) \
              WHERE queue = $1 AND dedup_key = $2 AND state IN ('pending', 'failed') RETURNING id",
         )
-        .bind(queue)
-        .bind(key)
-        .bind(payload)
-        .bind(partition)
+        .bind(job.queue)
+        .bind(job.dedup_key)
+        .bind(job.payload)
+        .bind(job.partition_key)
+        .bind(job.traceparent)
         .fetch_optional(&mut *c)
         .await
     }
@@ -276,6 +280,7 @@ impl Storage for PgStore {
                     max_attempts: r.try_get("max_attempts")?,
                     snoozes: r.try_get("snoozes")?,
                     partition_key: r.try_get("partition_key")?,
+                    traceparent: r.try_get("traceparent")?,
                     problem: None,
                     run_at: r.try_get("run_at")?,
                 })

@@ -4,8 +4,9 @@
 //! become a dead job, not an error that stops every query. Rows are addressed by rowid for
 //! the same reason.
 //!
-//! Over 600 lines on purpose: every statement of the queue for this database is in this one
-//! file, in the same order as in `postgres.rs`, so the two can be read side by side.
+//! Over 600 lines on purpose: every statement of a job's life and of the operator commands
+//! for this database is in this one file, in the same order as in `postgres.rs`, so the two
+//! can be read side by side; the read-only metrics queries are in `sqlite/metrics.rs`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -62,7 +63,7 @@ macro_rules! job_columns {
          CASE WHEN state = 'pending' AND run_at > ", $now, " THEN 'scheduled' ELSE state END AS shown, \
          attempts, max_attempts, snoozes, run_at, created_at, CAST(holder AS BLOB) AS holder, started_at, \
          finished_at, CAST(dedup_key AS BLOB) AS dedup_key, CAST(partition_key AS BLOB) AS partition_key, \
-         CAST(last_error AS BLOB) AS last_error, payload"
+         CAST(last_error AS BLOB) AS last_error, CAST(traceparent AS BLOB) AS traceparent, payload"
         )
     };
 }
@@ -114,6 +115,7 @@ fn job_row(r: &SqliteRow) -> sqlx::Result<JobRow> {
         dedup_key: opt_text(r, "dedup_key")?,
         partition_key: opt_text(r, "partition_key")?,
         last_error: opt_text(r, "last_error")?,
+        traceparent: opt_text(r, "traceparent")?,
         payload: r.try_get("payload")?,
     })
 }
@@ -122,6 +124,8 @@ fn job_row(r: &SqliteRow) -> sqlx::Result<JobRow> {
 fn json_rows(rows: Vec<serde_json::Value>) -> String {
     serde_json::Value::Array(rows).to_string()
 }
+
+mod metrics;
 
 impl Storage for SqliteStore {
     type Db = Sqlite;
@@ -133,8 +137,8 @@ impl Storage for SqliteStore {
     async fn insert_job(c: &mut SqliteConnection, job: &NewRow<'_>) -> sqlx::Result<bool> {
         let now = now_ms();
         let r = sqlx::query(
-            "INSERT INTO queue_jobs (id, queue, kind, payload, run_at, max_attempts, dedup_key, partition_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+            "INSERT INTO queue_jobs (id, queue, kind, payload, run_at, max_attempts, dedup_key, partition_key, \
+             created_at, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL AND state IN ('pending', 'failed', 'running') \
              DO NOTHING",
         )
@@ -147,6 +151,7 @@ impl Storage for SqliteStore {
         .bind(job.dedup_key)
         .bind(job.partition_key)
         .bind(now)
+        .bind(job.traceparent)
         .execute(&mut *c)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -170,19 +175,17 @@ impl Storage for SqliteStore {
 
     async fn replace_waiting_payload(
         c: &mut SqliteConnection,
-        queue: &str,
-        key: &str,
-        payload: &[u8],
-        partition: Option<&str>,
+        job: &NewRow<'_>,
     ) -> sqlx::Result<Option<String>> {
         let id: Option<Vec<u8>> = sqlx::query_scalar(
-            "UPDATE queue_jobs SET payload = $3, partition_key = $4 \
+            "UPDATE queue_jobs SET payload = $3, partition_key = $4, traceparent = COALESCE($5, traceparent) \
              WHERE queue = $1 AND dedup_key = $2 AND state IN ('pending', 'failed') RETURNING CAST(id AS BLOB)",
         )
-        .bind(queue)
-        .bind(key)
-        .bind(payload)
-        .bind(partition)
+        .bind(job.queue)
+        .bind(job.dedup_key)
+        .bind(job.payload)
+        .bind(job.partition_key)
+        .bind(job.traceparent)
         .fetch_optional(&mut *c)
         .await?;
         Ok(id.map(|b| String::from_utf8_lossy(&b).into_owned()))
@@ -264,7 +267,8 @@ impl Storage for SqliteStore {
              WHERE rowid IN (SELECT rowid FROM queue_jobs WHERE queue = $1 AND state IN ('pending', 'failed') \
                              AND run_at <= $4 ORDER BY run_at, id LIMIT $3) \
              RETURNING rowid, CAST(id AS BLOB) AS id, CAST(kind AS BLOB) AS kind, payload, attempts, \
-                       max_attempts, snoozes, CAST(partition_key AS BLOB) AS partition_key, lease, run_at",
+                       max_attempts, snoozes, CAST(partition_key AS BLOB) AS partition_key, \
+                       CAST(traceparent AS BLOB) AS traceparent, lease, run_at",
         )
         .bind(queue)
         .bind(worker)
@@ -293,6 +297,7 @@ impl Storage for SqliteStore {
                     max_attempts: r.try_get("max_attempts")?,
                     snoozes: r.try_get("snoozes")?,
                     partition_key: opt_text(r, "partition_key")?,
+                    traceparent: opt_text(r, "traceparent")?,
                     problem,
                     run_at: time(r.try_get("run_at")?),
                 })

@@ -250,13 +250,14 @@ async fn record(
     let mut tx = ctx.db.begin().await?;
     issuesync_queue::on_tx!(&mut tx, |c| {
         sqlx::query(
-        "INSERT INTO test_ledger (job_id, marker, attempt, value, at_ms) VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO test_ledger (job_id, marker, attempt, value, at_ms, traceparent) VALUES ($1, $2, $3, $4, $5, $6)"
     )
     .bind(&job.id)
     .bind(marker)
     .bind(job.attempt)
     .bind(value)
     .bind(chrono::Utc::now().timestamp_millis())
+    .bind(job.traceparent.as_deref())
     .execute(c)
     .await
     .map(|_| ())
@@ -305,7 +306,7 @@ pub async fn setup(backend: Backend) -> Option<TestQueue> {
     issuesync_queue::on_pool!(&db, |p| {
         sqlx::query(
         "CREATE TABLE test_ledger (job_id TEXT NOT NULL, marker TEXT NOT NULL, attempt INTEGER NOT NULL, \
-         value BIGINT, at_ms BIGINT NOT NULL)"
+         value BIGINT, at_ms BIGINT NOT NULL, traceparent TEXT)"
     )
     .execute(p)
     .await
@@ -411,6 +412,17 @@ impl TestQueue {
         .fetch_all(p)
         .await
         .expect("ledger values"))
+    }
+
+    /// The traceparent each run under `marker` was given, in run order.
+    pub async fn ledger_traceparents(&self, marker: &str) -> Vec<Option<String>> {
+        issuesync_queue::on_pool!(&self.db, |p| sqlx::query_scalar(
+            "SELECT traceparent FROM test_ledger WHERE marker = $1 ORDER BY at_ms, attempt"
+        )
+        .bind(marker)
+        .fetch_all(p)
+        .await
+        .expect("ledger traceparents"))
     }
 
     pub async fn wait_ledger(&self, marker: &str, runs: i64, secs: u64) {
