@@ -1,6 +1,7 @@
 //! Request auth: the `Auth` enum and the `Authorization` header it yields (Bearer, Connect JWT, OAuth 1.0a).
 
 use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::client::Request;
 use super::error::ApiError;
@@ -9,11 +10,11 @@ use super::error::ApiError;
 #[derive(Clone)]
 pub enum Auth {
     /// Azure DevOps: `Authorization: Bearer <token>`.
-    Bearer(String),
+    Bearer(SecretString),
     /// Jira Cloud: an Atlassian Connect JWT with the qsh of this request, `iss` = our app key.
     ConnectJwt {
         app_key: String,
-        shared_secret: String,
+        shared_secret: SecretString,
         base_path: String,
     },
     /// No header: the URL carries the credential (Discord's interaction webhooks).
@@ -21,8 +22,8 @@ pub enum Auth {
     /// Jira Server: OAuth 1.0a RSA-SHA1.
     OAuth1 {
         consumer_key: String,
-        private_key_pem: String,
-        access_token: String,
+        private_key_pem: SecretString,
+        access_token: SecretString,
     },
 }
 
@@ -41,7 +42,7 @@ impl std::fmt::Debug for Auth {
 pub(super) fn authorization(auth: &Auth, req: &Request<'_>) -> Result<Option<String>, ApiError> {
     match auth {
         Auth::None => Ok(None),
-        Auth::Bearer(t) => Ok(Some(format!("Bearer {t}"))),
+        Auth::Bearer(t) => Ok(Some(format!("Bearer {}", t.expose_secret()))),
         Auth::ConnectJwt {
             app_key,
             shared_secret,
@@ -53,12 +54,10 @@ pub(super) fn authorization(auth: &Auth, req: &Request<'_>) -> Result<Option<Str
                 "iss": app_key, "iat": now, "exp": now + 300,
                 "qsh": crate::providers::jira::auth::qsh(req.method.as_str(), &path, &req.query),
             });
-            let token =
-                crate::providers::jira::auth::sign(&claims, shared_secret).map_err(|e| {
-                    ApiError::Permanent {
-                        status: 0,
-                        message: format!("cannot sign the Connect JWT: {e}"),
-                    }
+            let token = crate::providers::jira::auth::sign(&claims, shared_secret.expose_secret())
+                .map_err(|e| ApiError::Permanent {
+                    status: 0,
+                    message: format!("cannot sign the Connect JWT: {e}"),
                 })?;
             Ok(Some(format!("JWT {token}")))
         }
@@ -67,16 +66,18 @@ pub(super) fn authorization(auth: &Auth, req: &Request<'_>) -> Result<Option<Str
             private_key_pem,
             access_token,
         } => {
-            let key = parse_rsa_key(private_key_pem).map_err(|m| ApiError::Permanent {
-                status: 0,
-                message: m,
+            let key = parse_rsa_key(private_key_pem.expose_secret()).map_err(|m| {
+                ApiError::Permanent {
+                    status: 0,
+                    message: m,
+                }
             })?;
             Ok(Some(oauth1_authorization(
                 req.method.as_str(),
                 &req.url,
                 &req.query,
                 consumer_key,
-                access_token,
+                access_token.expose_secret(),
                 key,
                 None,
             )))
@@ -221,6 +222,32 @@ mod tests {
             .is_ok()
         );
         assert!(parse_rsa_key("not a key").is_err());
+    }
+
+    #[test]
+    fn debug_does_not_show_credentials() {
+        let shown = [
+            Auth::Bearer("bearer-secret".into()),
+            Auth::ConnectJwt {
+                app_key: "app".into(),
+                shared_secret: "jwt-secret".into(),
+                base_path: String::new(),
+            },
+            Auth::OAuth1 {
+                consumer_key: "consumer".into(),
+                private_key_pem: "pem-secret".into(),
+                access_token: "token-secret".into(),
+            },
+        ]
+        .map(|a| format!("{a:?}"))
+        .join(" ");
+        for secret in ["bearer-secret", "jwt-secret", "pem-secret", "token-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("app") && shown.contains("consumer"),
+            "{shown}"
+        );
     }
 
     #[test]

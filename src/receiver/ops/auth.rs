@@ -7,6 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -104,7 +105,7 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
-        let Some(token) = state.settings.admin_token.as_deref() else {
+        let Some(token) = state.settings.admin_token.as_ref() else {
             return Err(PageError::login(
                 parts,
                 "the operator page is disabled: set ISSUESYNC_ADMIN_TOKEN",
@@ -116,7 +117,7 @@ impl FromRequestParts<AppState> for Operator {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            return if same(given, token) {
+            return if same(given, token.expose_secret()) {
                 Ok(Operator {
                     csrf: None,
                     session: None,
@@ -126,7 +127,7 @@ impl FromRequestParts<AppState> for Operator {
             };
         }
         match cookie(parts, COOKIE_NAME) {
-            Some(v) if valid_session(token, &v, crate::now_ms()) => {
+            Some(v) if valid_session(token.expose_secret(), &v, crate::now_ms()) => {
                 if revoked(state, &v).await? {
                     return Err(PageError::login(
                         parts,
@@ -134,7 +135,7 @@ impl FromRequestParts<AppState> for Operator {
                     ));
                 }
                 Ok(Operator {
-                    csrf: Some(csrf_for(token, &v)),
+                    csrf: Some(csrf_for(token.expose_secret(), &v)),
                     session: Some(v),
                 })
             }
