@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// The defaults compiled in, so that the binary runs even without a `config/` folder.
@@ -24,7 +25,8 @@ pub struct Settings {
     /// Absolute URL that providers reach us at.
     pub public_url: String,
     /// Bearer token for /api/v1 and /ops. Unset: those routes answer 401.
-    pub admin_token: Option<String>,
+    #[serde(serialize_with = "expose_admin_token")]
+    pub admin_token: Option<SecretString>,
     /// `text` or `json`.
     pub log_format: String,
     /// Where Atlassian serves the public keys of Connect install callbacks.
@@ -435,8 +437,8 @@ impl Settings {
         }
         if self
             .admin_token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
+            .as_ref()
+            .is_some_and(|t| t.expose_secret().trim().is_empty())
         {
             return Err(ConfigError::Invalid(
                 "admin_token (ISSUESYNC_ADMIN_TOKEN) is set but empty: unset it to disable /api/v1 and /ops, or set a long random value".into(),
@@ -535,6 +537,15 @@ const RATE_LIMITED: &[&str] = &["jira", "jira_server", "vsts", "discord"];
 const NOT_KEYS: &[&str] = &["env", "advisory_db"];
 
 /// One warning for each key that no setting reads, naming its source and the closest key.
+/// `with_overrides` and `unknown_keys` round-trip `Settings` through serde, so the token must
+/// survive it; `Settings` is never serialized for output.
+fn expose_admin_token<S: serde::Serializer>(
+    token: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    token.as_ref().map(ExposeSecret::expose_secret).serialize(s)
+}
+
 fn unknown_keys(fig: &Figment, settings: &Settings) -> Vec<String> {
     /// Dotted paths of the leaves (and of the free-form maps) of a serialized `Settings`.
     fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
@@ -608,4 +619,29 @@ fn unknown_keys(fig: &Figment, settings: &Settings) -> Vec<String> {
         ));
     }
     warnings.into_iter().map(|(_, w)| w).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_does_not_show_the_admin_token() {
+        let mut s = Settings::for_tests("sqlite::memory:", None).unwrap_or_else(|e| panic!("{e}"));
+        s.admin_token = Some("s3cret-admin-token-value".into());
+        let shown = format!("{s:?}");
+        assert!(shown.contains("admin_token"), "{shown}");
+        assert!(!shown.contains("s3cret-admin-token-value"), "{shown}");
+    }
+
+    #[test]
+    fn overrides_keep_the_admin_token() {
+        let s = Settings::for_tests("sqlite::memory:", None)
+            .and_then(|s| s.with_overrides(serde_json::json!({"bind": "127.0.0.1:1"})))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.admin_token.as_ref().map(ExposeSecret::expose_secret),
+            Some("test-admin-token")
+        );
+    }
 }

@@ -129,7 +129,7 @@ pub async fn install_vsts(
             .json(&body);
             let resp = state
                 .http
-                .send(&Auth::Bearer(req.access_token.clone()), &request)
+                .send(&Auth::Bearer(req.access_token.clone().into()), &request)
                 .await
                 .map_err(|e| provider_error("cannot create the service-hook subscription", e))?;
             let id = resp.json.get("id").and_then(Value::as_str).ok_or_else(|| {
@@ -218,8 +218,8 @@ pub async fn install_jira_server(
     });
     let auth = Auth::OAuth1 {
         consumer_key: req.consumer_key.clone(),
-        private_key_pem: req.private_key.clone(),
-        access_token: req.access_token.clone(),
+        private_key_pem: req.private_key.clone().into(),
+        access_token: req.access_token.clone().into(),
     };
     let mut request = Request::new(
         Method::POST,

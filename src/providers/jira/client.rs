@@ -39,8 +39,8 @@ impl<'a> JiraClient<'a> {
         let auth = if integration.provider == "jira_server" {
             Auth::OAuth1 {
                 consumer_key: meta(integration, "consumer_key")?.to_string(),
-                private_key_pem: meta(integration, "private_key")?.to_string(),
-                access_token: meta(integration, "access_token")?.to_string(),
+                private_key_pem: meta(integration, "private_key")?.into(),
+                access_token: meta(integration, "access_token")?.into(),
             }
         } else {
             let base_path = base_url
@@ -50,7 +50,7 @@ impl<'a> JiraClient<'a> {
                 .unwrap_or_default();
             Auth::ConnectJwt {
                 app_key: app_key.to_string(),
-                shared_secret: meta(integration, "shared_secret")?.to_string(),
+                shared_secret: meta(integration, "shared_secret")?.into(),
                 base_path,
             }
         };

@@ -1,6 +1,7 @@
 //! Azure DevOps REST client (as Sentry's `vsts/client.py`): Bearer auth, api-version 4.1.
 
 use reqwest::Method;
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::providers::http::{ApiError, Auth, Http, Path, Request, Response};
@@ -251,7 +252,7 @@ impl<'a> VstsClient<'a> {
                         .into(),
             });
         };
-        let fresh = oauth::refresh(self.http, db, self.integration, &used).await?;
+        let fresh = oauth::refresh(self.http, db, self.integration, used.expose_secret()).await?;
         match self.tokens.lock() {
             Ok(mut t) => *t = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,

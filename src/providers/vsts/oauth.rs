@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -38,11 +39,11 @@ const UNSAVED_MARK_TTL: Duration = Duration::from_secs(120);
 /// A refresh request: the token endpoint and the form fields.
 pub type RefreshRequest = (String, Vec<(&'static str, String)>);
 
-/// The tokens in an integration's metadata.
-#[derive(Clone, Debug, PartialEq)]
+/// The tokens in an integration's metadata (`Debug` shows them redacted).
+#[derive(Clone, Debug)]
 pub struct Tokens {
-    pub access: String,
-    pub refresh: Option<String>,
+    pub access: SecretString,
+    pub refresh: Option<SecretString>,
     /// Unix seconds (Sentry's `expires`); unknown when absent.
     pub expires: Option<i64>,
 }
@@ -50,12 +51,12 @@ pub struct Tokens {
 impl Tokens {
     pub fn from_metadata(m: &Value) -> Option<Tokens> {
         Some(Tokens {
-            access: m.get("access_token")?.as_str()?.to_string(),
+            access: m.get("access_token")?.as_str()?.into(),
             refresh: m
                 .get("refresh_token")
                 .and_then(Value::as_str)
                 .filter(|r| !r.is_empty())
-                .map(str::to_string),
+                .map(SecretString::from),
             expires: m.get("expires").and_then(seconds),
         })
     }
@@ -175,12 +176,12 @@ pub fn parse_answer(v: &Value, used: &str, now: i64) -> Result<Tokens, ApiError>
         .filter(|t| !t.is_empty())
         .ok_or_else(|| permanent("the token refresh answer has no access_token"))?;
     Ok(Tokens {
-        access: access.to_string(),
+        access: access.into(),
         refresh: Some(
             v.get("refresh_token")
                 .and_then(Value::as_str)
                 .unwrap_or(used)
-                .to_string(),
+                .into(),
         ),
         expires: v
             .get("expires_in")
@@ -237,7 +238,7 @@ async fn refresh_locked(
     // This process refreshed with the stored (now used-up) token but could not save: save
     // what it kept instead of sending that token again.
     if let Some((kept_for, kept)) = http.unsaved_tokens.get(integration.id) {
-        if stored_refresh.as_deref() == Some(kept_for.as_str()) {
+        if stored_refresh.as_ref().map(ExposeSecret::expose_secret) == Some(kept_for.as_str()) {
             return save_or_keep(http, db, integration.id, &kept_for, kept).await;
         }
         http.unsaved_tokens.forget(integration.id);
@@ -245,14 +246,16 @@ async fn refresh_locked(
     // Another process holds tokens refreshed with it that it could not save yet.
     if let Some(r) = &stored_refresh
         && let Ok(Some(mark)) = http.kv.get(&unsaved_key(integration.id)).await
-        && mark == fingerprint(r)
+        && mark == fingerprint(r.expose_secret())
     {
         return Err(ApiError::Transient(format!(
             "another worker process refreshed the token of integration {} and has not saved it yet",
             integration.id
         )));
     }
-    if let Some(t) = current.filter(|t| t.refresh.as_deref() != Some(used)) {
+    if let Some(t) =
+        current.filter(|t| t.refresh.as_ref().map(ExposeSecret::expose_secret) != Some(used))
+    {
         tracing::info!(
             integration_id = integration.id,
             "Azure DevOps token was refreshed by another job"
@@ -334,8 +337,8 @@ async fn save_or_keep(
 /// is no longer `used` (another refresh or a reinstall won), so these are not saved.
 async fn save_retried(db: &Db, id: i64, used: &str, tokens: &Tokens) -> Result<bool, String> {
     let patch = json!({
-        "access_token": tokens.access,
-        "refresh_token": tokens.refresh,
+        "access_token": tokens.access.expose_secret(),
+        "refresh_token": tokens.refresh.as_ref().map(ExposeSecret::expose_secret),
         "expires": tokens.expires,
     });
     let once = || async {
@@ -445,6 +448,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_does_not_show_tokens() {
+        let t = Tokens::from_metadata(
+            &json!({"access_token": "acc-secret", "refresh_token": "ref-secret", "expires": 5}),
+        );
+        let shown = format!("{t:?}");
+        assert!(t.is_some() && shown.contains("expires: Some(5)"), "{shown}");
+        assert!(
+            !shown.contains("acc-secret") && !shown.contains("ref-secret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn answers_and_expiry() {
         let t = parse_answer(
             &json!({"access_token": "a", "expires_in": "3599"}),
@@ -452,14 +468,12 @@ mod tests {
             1000,
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.access.expose_secret(), "a");
         assert_eq!(
-            t,
-            Tokens {
-                access: "a".into(),
-                refresh: Some("r1".into()),
-                expires: Some(4599)
-            }
+            t.refresh.as_ref().map(ExposeSecret::expose_secret),
+            Some("r1")
         );
+        assert_eq!(t.expires, Some(4599));
         assert!(!t.expiring(4599 - REFRESH_MARGIN_SECS - 1));
         assert!(t.expiring(4599 - REFRESH_MARGIN_SECS));
         assert!(parse_answer(&json!({"error": "invalid_grant"}), "r1", 0).is_err());

@@ -15,6 +15,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::receiver::error::ApiError;
@@ -61,7 +62,7 @@ async fn require_admin_token(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(expected) = state.settings.admin_token.as_deref() else {
+    let Some(expected) = state.settings.admin_token.as_ref() else {
         return Err(ApiError::unauthorized(
             "the admin API is disabled: set ISSUESYNC_ADMIN_TOKEN",
         ));
@@ -72,7 +73,7 @@ async fn require_admin_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <admin token>"))?;
-    if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+    if !bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
         return Err(ApiError::unauthorized("wrong admin token"));
     }
     Ok(next.run(req).await)

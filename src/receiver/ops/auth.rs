@@ -7,6 +7,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -108,7 +109,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
         let state = &Services::from_ref(state);
-        let Some(token) = state.settings.admin_token.as_deref() else {
+        let Some(token) = state.settings.admin_token.as_ref() else {
             return Err(PageError::login(
                 parts,
                 "the operator page is disabled: set ISSUESYNC_ADMIN_TOKEN",
@@ -120,7 +121,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
         {
-            return if same(given, token) {
+            return if same(given, token.expose_secret()) {
                 Ok(Operator {
                     csrf: None,
                     session: None,
@@ -130,7 +131,7 @@ where
             };
         }
         match cookie(parts, COOKIE_NAME) {
-            Some(v) if valid_session(token, &v, crate::now_ms()) => {
+            Some(v) if valid_session(token.expose_secret(), &v, crate::now_ms()) => {
                 if revoked(state, &v).await? {
                     return Err(PageError::login(
                         parts,
@@ -138,7 +139,7 @@ where
                     ));
                 }
                 Ok(Operator {
-                    csrf: Some(csrf_for(token, &v)),
+                    csrf: Some(csrf_for(token.expose_secret(), &v)),
                     session: Some(v),
                 })
             }

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::value::Serde;
 use minijinja::{Value as Tpl, context};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,14 +96,14 @@ pub async fn login(State(s): State<Services>, OpsForm(f): OpsForm<LoginForm>) ->
         );
         (axum::http::StatusCode::UNAUTHORIZED, page).into_response()
     };
-    let Some(token) = s.settings.admin_token.as_deref() else {
+    let Some(token) = s.settings.admin_token.as_ref() else {
         return refuse("The operator page is disabled: set ISSUESYNC_ADMIN_TOKEN.");
     };
-    if !auth::token_matches(token, f.token.trim()) {
+    if !auth::token_matches(token.expose_secret(), f.token.trim()) {
         tracing::warn!("ops login with a wrong token");
         return refuse("Wrong token.");
     }
-    let value = auth::session_value(token, crate::now_ms());
+    let value = auth::session_value(token.expose_secret(), crate::now_ms());
     let secure = if s.settings.public_url.starts_with("https://") {
         "; Secure"
     } else {

@@ -1,0 +1,13 @@
+//! The outbound HTTP layer shared by the provider clients: auth per provider, error
+//! classification (Sentry's `BaseApiClient` mapping, plus Retry-After-aware 429/503 and
+//! permanent 401/403/404), Retry-After, and a 240 s GET cache.
+
+mod auth;
+mod cache;
+mod client;
+mod error;
+
+pub use auth::{Auth, oauth1_authorization, parse_rsa_key};
+pub use cache::CACHE_TTL;
+pub use client::{Http, Path, REQUEST_TIMEOUT, Request, Response, with_query};
+pub use error::{ApiError, rate_limit_until};
