@@ -3,8 +3,8 @@
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::client::Request;
 use super::error::ApiError;
+use super::request::Request;
 
 /// How a request is authenticated.
 #[derive(Clone)]

@@ -6,8 +6,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::auth::Auth;
-use super::client::{Http, Request, with_query};
+use super::client::{Http, with_query};
 use super::error::ApiError;
+use super::request::Request;
 
 /// Sentry's `cache_time` for the Jira clients; we use it for every cached GET.
 pub const CACHE_TTL: Duration = Duration::from_secs(240);

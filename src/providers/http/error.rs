@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 
-use super::client::Request;
+use super::request::Request;
 
 /// A provider API failure, classified.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,10 @@ mod auth;
 mod cache;
 mod client;
 mod error;
+mod request;
 
 pub use auth::{Auth, oauth1_authorization, parse_rsa_key};
 pub use cache::CACHE_TTL;
-pub use client::{Http, Path, REQUEST_TIMEOUT, Request, Response, with_query};
+pub use client::{Http, REQUEST_TIMEOUT, Response, with_query};
 pub use error::{ApiError, rate_limit_until};
+pub use request::{Path, Request};

@@ -2,4 +2,5 @@
 
 pub mod client;
 pub mod oauth;
+pub mod tokens;
 pub mod webhook;

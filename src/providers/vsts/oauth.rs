@@ -2,15 +2,15 @@
 //! for (`oauth_flow`), and a refresh that concurrent jobs never repeat with the same refresh
 //! token (they are single-use: the second use would be refused, or revoke the first's).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::tokens::seconds;
+pub use super::tokens::{REFRESH_MARGIN_SECS, Tokens, UnsavedTokens};
 use crate::db::Db;
 use crate::providers::http::{ApiError, Http};
 use crate::store::integrations::{self, Integration};
@@ -19,9 +19,6 @@ use crate::store::integrations::{self, Integration};
 pub const VSSPS_TOKEN_URL: &str = "https://app.vssps.visualstudio.com/oauth2/token";
 /// Microsoft Entra ID (the identity platform newer Azure DevOps apps use).
 pub const ENTRA_TOKEN_URL: &str = "https://login.microsoftonline.com/common/oauth2/v2.0/token";
-/// A token is refreshed this long before `expires`. Sentry refreshes when `expires <= now`;
-/// the margin keeps a token from expiring between our check and the provider's.
-pub const REFRESH_MARGIN_SECS: i64 = 60;
 /// The refresh request's own timeout, below the lock's lifetime.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the per-integration refresh lock lives, and how long another job waits for it.
@@ -39,61 +36,6 @@ const UNSAVED_MARK_TTL: Duration = Duration::from_secs(120);
 /// A refresh request: the token endpoint and the form fields.
 pub type RefreshRequest = (String, Vec<(&'static str, String)>);
 
-/// The tokens in an integration's metadata (`Debug` shows them redacted).
-#[derive(Clone, Debug)]
-pub struct Tokens {
-    pub access: SecretString,
-    pub refresh: Option<SecretString>,
-    /// Unix seconds (Sentry's `expires`); unknown when absent.
-    pub expires: Option<i64>,
-}
-
-impl Tokens {
-    pub fn from_metadata(m: &Value) -> Option<Tokens> {
-        Some(Tokens {
-            access: m.get("access_token")?.as_str()?.into(),
-            refresh: m
-                .get("refresh_token")
-                .and_then(Value::as_str)
-                .filter(|r| !r.is_empty())
-                .map(SecretString::from),
-            expires: m.get("expires").and_then(seconds),
-        })
-    }
-
-    /// Expired, or about to: refresh before using it.
-    pub fn expiring(&self, now: i64) -> bool {
-        self.expires
-            .is_some_and(|e| e <= now.saturating_add(REFRESH_MARGIN_SECS))
-    }
-}
-
-/// Refreshed tokens this process could not save, per integration, with the refresh token they
-/// replace. The provider has used that one up, so these are the integration's only working
-/// tokens: they are saved by a background task, and no job uses the old refresh token meanwhile.
-#[derive(Default)]
-pub struct UnsavedTokens(Mutex<HashMap<i64, (String, Tokens)>>);
-
-impl UnsavedTokens {
-    fn get(&self, id: i64) -> Option<(String, Tokens)> {
-        self.0.lock().ok()?.get(&id).cloned()
-    }
-
-    /// False when tokens of `id` were already kept (their task is running).
-    fn keep(&self, id: i64, used: &str, tokens: &Tokens) -> bool {
-        match self.0.lock() {
-            Ok(mut m) => m.insert(id, (used.to_string(), tokens.clone())).is_none(),
-            Err(_) => false,
-        }
-    }
-
-    fn forget(&self, id: i64) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(&id);
-        }
-    }
-}
-
 /// The kv key that tells other processes a refresh of `id` is not saved yet; its value is a
 /// fingerprint of the used-up refresh token (never the token).
 fn unsaved_key(id: i64) -> String {
@@ -102,11 +44,6 @@ fn unsaved_key(id: i64) -> String {
 
 fn fingerprint(token: &str) -> String {
     hex::encode(&Sha256::digest(token.as_bytes())[..8])
-}
-
-/// A number, or a number in a string (the vssps endpoint answers `"expires_in": "3599"`).
-fn seconds(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())
 }
 
 fn permanent(message: impl Into<String>) -> ApiError {
