@@ -60,7 +60,8 @@ async fn three_workers_share_ten_requests_a_second() {
         Some(json!({"config": {"sync_forward_assignment": true}})),
     )
     .await;
-    const N: i64 = 300;
+    // Enough requests for 12 s at the limit: long enough for three processes to settle.
+    const N: i64 = 120;
     let mut jobs = Vec::new();
     for i in 0..N {
         let g = app
@@ -126,7 +127,7 @@ async fn three_workers_share_ten_requests_a_second() {
         times.len(),
         span.as_secs_f64()
     );
-    assert!(span >= Duration::from_secs(29), "300 requests in {span:?}");
+    assert!(span >= Duration::from_secs(11), "{N} requests in {span:?}");
     assert!(
         max_in_window <= 11,
         "{max_in_window} requests in one second"

@@ -241,16 +241,17 @@ fn service_command(target: &str, up: bool) -> Result<std::process::Command, Benc
     }
 }
 
-/// Webhooks at a steady rate for `secs` while `target` is stopped for `down` after 5 s.
+/// `rate` webhooks a second for `secs` while `target` is stopped for `down` after 5 s.
 pub async fn restart(
     state: &Services,
     target: &str,
     secs: u64,
     down: Duration,
+    rate: u32,
     config: Option<&std::path::Path>,
 ) -> Result<RestartReport, BenchError> {
-    let rate = 100.0;
-    let n = (rate as u64) * secs;
+    let n = u64::from(rate) * secs;
+    let rate = f64::from(rate);
     let (mock, _seen) = e2e::mock_jira(Duration::from_millis(20)).await?;
     let token = e2e::seed(state, n, &mock).await?;
     let stored_before = one(state, async |tx| {
@@ -357,6 +358,8 @@ pub struct StormReport {
     pub storm_secs: u64,
     pub rate_limit_per_sec: u32,
     pub requests: u64,
+    /// Seconds from the first request to the last (both counted).
+    pub busy_secs: u64,
     pub max_requests_in_a_second: u64,
     /// Answers the mock gave: ok, 500, 429 and timeouts.
     pub injected: BTreeMap<String, u64>,
@@ -556,10 +559,16 @@ pub async fn storm(
     }
     eprintln!();
     drop(procs);
-    let per_sec: Vec<u64> = seen
+    let (per_sec, busy_secs): (Vec<u64>, u64) = seen
         .0
         .lock()
-        .map(|m| m.values().copied().collect())
+        .map(|m| {
+            let span = match (m.keys().next(), m.keys().next_back()) {
+                (Some(first), Some(last)) => u64::try_from(last - first + 1).unwrap_or(0),
+                _ => 0,
+            };
+            (m.values().copied().collect(), span)
+        })
         .unwrap_or_default();
     let outcome = one(state, async |tx| jobs::outbound_outcome(tx).await).await?;
     Ok(StormReport {
@@ -567,6 +576,7 @@ pub async fn storm(
         storm_secs,
         rate_limit_per_sec: rate_limit,
         requests: per_sec.iter().sum(),
+        busy_secs,
         max_requests_in_a_second: per_sec.iter().copied().max().unwrap_or(0),
         injected: injected.lock().map(|m| m.clone()).unwrap_or_default(),
         done: outcome.done,
@@ -639,13 +649,29 @@ impl Invariants for RestartReport {
     }
 }
 
+/// Requests the provider may see in one clock second beyond the rate. The limiter hands
+/// out slots 1/rate apart, but a request leaves when its task wakes up: on a loaded host a
+/// few late ones land in the same second as the next ones. Over the whole storm the rate
+/// itself must hold (the second check below).
+pub fn arrival_jitter_allowance(rate: u32) -> u64 {
+    u64::from(rate).div_ceil(10).max(1)
+}
+
 impl Invariants for StormReport {
     fn violations(&self) -> Vec<String> {
         let mut v = Vec::new();
-        if self.max_requests_in_a_second > u64::from(self.rate_limit_per_sec) {
+        let rate = u64::from(self.rate_limit_per_sec);
+        let allowance = arrival_jitter_allowance(self.rate_limit_per_sec);
+        if self.max_requests_in_a_second > rate + allowance {
             v.push(format!(
-                "{} requests in one second over a limit of {}",
-                self.max_requests_in_a_second, self.rate_limit_per_sec
+                "{} requests in one second over a limit of {rate} (+{allowance} for late wake-ups)",
+                self.max_requests_in_a_second
+            ));
+        }
+        if self.requests > rate * self.busy_secs + allowance {
+            v.push(format!(
+                "{} requests in {} s over a limit of {rate}/s",
+                self.requests, self.busy_secs
             ));
         }
         if self.attempts_charged_by_429 > 0 {
@@ -664,5 +690,46 @@ impl Invariants for StormReport {
             v.push("a dead job has no reason".into());
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storm(requests: u64, busy_secs: u64, max_in_a_second: u64) -> StormReport {
+        StormReport {
+            jobs: 1,
+            storm_secs: 15,
+            rate_limit_per_sec: 20,
+            requests,
+            busy_secs,
+            max_requests_in_a_second: max_in_a_second,
+            injected: BTreeMap::new(),
+            done: 1,
+            dead: 0,
+            dead_reasons: BTreeMap::new(),
+            attempts_charged_by_429: 0,
+            snoozes: 0,
+            total_secs: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_few_late_arrivals_in_one_second_pass_but_not_more() {
+        assert!(storm(142, 25, 22).violations().is_empty());
+        let v = storm(142, 25, 23).violations();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].starts_with("23 requests in one second"), "{v:?}");
+    }
+
+    #[test]
+    fn the_rate_holds_over_the_whole_storm() {
+        assert!(storm(202, 10, 20).violations().is_empty());
+        let v = storm(203, 10, 20).violations();
+        assert_eq!(
+            v,
+            vec!["203 requests in 10 s over a limit of 20/s".to_string()]
+        );
     }
 }

@@ -196,6 +196,9 @@ pub enum ChaosCmd {
         secs: u64,
         #[arg(long, default_value_t = 5)]
         down_secs: u64,
+        /// Webhooks sent per second (every one is drained by the workers afterwards).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        rate: u32,
         #[arg(long)]
         json: bool,
         /// Exit 1 when an invariant is broken (a lost delivery, a crash, slow recovery).
@@ -484,6 +487,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
                     target,
                     secs,
                     down_secs,
+                    rate,
                     json,
                     check,
                 } => out(
@@ -492,6 +496,7 @@ pub async fn bench(settings: Settings, config: Option<&Path>, cmd: BenchCmd) -> 
                         &target,
                         secs,
                         std::time::Duration::from_secs(down_secs),
+                        rate,
                         config,
                     )
                     .await?,
