@@ -97,15 +97,27 @@ pub struct KindInfo {
     pub max_attempts: u32,
     pub timeout_secs: u64,
     pub coalesce: bool,
+    /// Decodes an envelope's args as this kind (its error says why they do not fit).
+    check: fn(&Envelope) -> Result<(), String>,
+    /// The dedup key this kind derives from an envelope's args.
+    dedup_key: fn(&Envelope) -> Option<String>,
 }
 
 const fn info<J: Job>() -> KindInfo {
+    fn check<J: Job>(env: &Envelope) -> Result<(), String> {
+        env.decode::<J>().map(|_| ())
+    }
+    fn dedup_key<J: Job>(env: &Envelope) -> Option<String> {
+        env.decode::<J>().ok().and_then(|j| j.dedup_key())
+    }
     KindInfo {
         name: J::JOB_NAME,
         queue: J::QUEUE,
         max_attempts: J::MAX_ATTEMPTS,
         timeout_secs: J::TIMEOUT_SECS,
         coalesce: J::COALESCE,
+        check: check::<J>,
+        dedup_key: dedup_key::<J>,
     }
 }
 
@@ -141,44 +153,14 @@ pub(crate) fn round_trip<J: Job + PartialEq + std::fmt::Debug>(job: J) {
 
 /// Checks that an envelope names a known kind and that its args decode as that kind.
 pub fn validate(env: &Envelope) -> Result<&'static KindInfo, String> {
-    fn check<J: Job>(env: &Envelope) -> Result<(), String> {
-        env.decode::<J>().map(|_| ())
-    }
     let kind = kind(&env.job).ok_or_else(|| format!("unknown job kind {:?}", env.job))?;
-    match kind.name {
-        "process_webhook" => check::<process_webhook::ProcessWebhook>(env),
-        "discord_interaction" => check::<discord_interaction::DiscordInteraction>(env),
-        "sync_assignee_inbound" => check::<sync_assignee_inbound::SyncAssigneeInbound>(env),
-        "sync_status_inbound" => check::<sync_status_inbound::SyncStatusInbound>(env),
-        "sync_status_outbound" => check::<sync_status_outbound::SyncStatusOutbound>(env),
-        "sync_assignee_outbound" => check::<sync_assignee_outbound::SyncAssigneeOutbound>(env),
-        "invalidate_project_caches" => {
-            check::<invalidate_project_caches::InvalidateProjectCaches>(env)
-        }
-        "purge_jobs" => check::<purge_jobs::PurgeJobs>(env),
-        "noop" => check::<noop::Noop>(env),
-        other => Err(format!("unknown job kind {other:?}")),
-    }?;
+    (kind.check)(env)?;
     Ok(kind)
 }
 
 /// The dedup key an envelope's kind derives from its args.
 pub fn dedup_key_of(env: &Envelope) -> Option<String> {
-    fn key<J: Job>(env: &Envelope) -> Option<String> {
-        env.decode::<J>().ok().and_then(|j| j.dedup_key())
-    }
-    match env.job.as_str() {
-        "process_webhook" => key::<process_webhook::ProcessWebhook>(env),
-        "discord_interaction" => key::<discord_interaction::DiscordInteraction>(env),
-        "sync_status_outbound" => key::<sync_status_outbound::SyncStatusOutbound>(env),
-        "sync_assignee_outbound" => key::<sync_assignee_outbound::SyncAssigneeOutbound>(env),
-        "invalidate_project_caches" => {
-            key::<invalidate_project_caches::InvalidateProjectCaches>(env)
-        }
-        "purge_jobs" => key::<purge_jobs::PurgeJobs>(env),
-        "noop" => key::<noop::Noop>(env),
-        _ => None,
-    }
+    kind(&env.job).and_then(|k| (k.dedup_key)(env))
 }
 
 #[cfg(test)]

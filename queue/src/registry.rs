@@ -193,6 +193,42 @@ impl<Ctx: Clone + Send + Sync + 'static> Registry<Ctx> {
         self.kinds.keys().copied().collect::<Vec<_>>().join(", ")
     }
 
+    /// Runs `payload` as a job of `kind` with `ctx`, under the kind's timeout: what the
+    /// dispatcher does with a fetched job, for a worker that fetched it some other way.
+    pub fn run(
+        &self,
+        kind: &str,
+        payload: Vec<u8>,
+        ctx: Ctx,
+        meta: impl FnOnce(KindInfo) -> JobMeta,
+    ) -> BoxFuture<'static, Result<(), JobError>> {
+        let Some(kind) = self.kinds.get(kind) else {
+            let reason = format!(
+                "no handler for job kind {kind:?} (kinds are {})",
+                self.names()
+            );
+            return Box::pin(async move { Err(JobError::Permanent(reason)) });
+        };
+        let timeout = kind.info.timeout;
+        let call = Call {
+            payload,
+            ctx,
+            meta: meta(kind.info),
+        };
+        let run = kind.run.clone();
+        Box::pin(async move {
+            run.oneshot(call)
+                .await
+                .map_err(|e| match e.downcast::<JobError>() {
+                    Ok(e) => *e,
+                    Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
+                        JobError::Transient(format!("timed out after {}s", timeout.as_secs()))
+                    }
+                    Err(e) => JobError::Transient(e.to_string()),
+                })
+        })
+    }
+
     /// The apalis service that runs fetched jobs with `ctx`.
     pub fn dispatcher(self: &Arc<Self>, ctx: Ctx) -> Dispatcher<Ctx> {
         Dispatcher {
@@ -250,47 +286,31 @@ impl<Ctx: Clone + Send + Sync + 'static> Service<Task<FetchedJob>> for Dispatche
                 "its id {id:?} is not a ULID (enqueue writes only ULIDs)"
             ));
         }
-        let Some(kind) = self.registry.kinds.get(job.kind.as_str()) else {
+        if !self.registry.kinds.contains_key(job.kind.as_str()) {
             return bad(format!(
                 "no handler for job kind {:?} (kinds are {})",
                 job.kind,
                 self.registry.names()
             ));
-        };
+        }
+        let max_attempts = job.max_attempts;
         let attempt = job.attempts.saturating_add(1);
-        if attempt > job.max_attempts {
+        if attempt > max_attempts {
             return bad(format!(
-                "gave up: attempt {attempt} is past its limit of {}",
-                job.max_attempts
+                "gave up: attempt {attempt} is past its limit of {max_attempts}"
             ));
         }
-        let timeout = kind.info.timeout;
-        let call = Call {
-            payload: job.payload,
-            ctx: self.ctx.clone(),
-            meta: JobMeta {
+        self.registry
+            .run(&job.kind, job.payload, self.ctx.clone(), |info| JobMeta {
                 id,
-                kind: kind.info.name,
-                queue: kind.info.queue,
+                kind: info.name,
+                queue: info.queue,
                 attempt,
-                max_attempts: job.max_attempts,
+                max_attempts,
                 snoozes: job.snoozes,
                 partition_key: job.partition_key,
                 traceparent: job.traceparent,
                 worker,
-            },
-        };
-        let run = kind.run.clone();
-        Box::pin(async move {
-            run.oneshot(call)
-                .await
-                .map_err(|e| match e.downcast::<JobError>() {
-                    Ok(e) => *e,
-                    Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
-                        JobError::Transient(format!("timed out after {}s", timeout.as_secs()))
-                    }
-                    Err(e) => JobError::Transient(e.to_string()),
-                })
-        })
+            })
     }
 }

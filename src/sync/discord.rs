@@ -224,6 +224,8 @@ fn resolve_dialog(g: GroupRef) -> Reply {
     )
 }
 
+crate::handles!(DiscordInteraction => discord_interaction);
+
 /// `discord_interaction`: the deferred path. Applies the interaction like the receiver
 /// would have, then sends the reply through the follow-up webhook. A retry applies the
 /// change again, which is a no-op once it is in place.

@@ -181,6 +181,8 @@ fn actor_value(a: Option<Actor>) -> Option<String> {
     }
 }
 
+crate::handles!(SyncAssigneeInbound => sync_assignee_inbound);
+
 /// Sentry's `sync_group_assignee_inbound`: assign the linked groups to the user with that
 /// verified email who can see the project, or deassign them, in event order.
 pub async fn sync_assignee_inbound(job: SyncAssigneeInbound, ctx: &JobCtx) -> Result<(), JobError> {
@@ -392,6 +394,8 @@ pub async fn after_commit(state: &Services, effects: Effects) {
         tracing::warn!(error = %e, groups = ?effects.invalidate_groups, "cannot invalidate group caches");
     }
 }
+
+crate::handles!(SyncStatusInbound => sync_status_inbound);
 
 /// `sync_status_inbound` (Sentry's task of that name), retried on provider failure (Sentry
 /// drops it), in

@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use crate::sync::Services;
 
 /// What a handler gets besides its payload.
+#[derive(Clone)]
 pub struct JobCtx {
     pub state: Services,
     pub job_id: String,
@@ -76,4 +77,45 @@ impl From<ApiError> for JobError {
             },
         }
     }
+}
+
+/// The queue's view of an attempt's end is the same three outcomes.
+impl From<JobError> for issuesync_queue::JobError {
+    fn from(e: JobError) -> Self {
+        use issuesync_queue::JobError as Q;
+        match e {
+            JobError::Transient(m) => Q::Transient(m),
+            JobError::Permanent(m) => Q::Permanent(m),
+            JobError::RateLimited { reason, until } => Q::RateLimited { reason, until },
+        }
+    }
+}
+
+impl From<issuesync_queue::JobError> for JobError {
+    fn from(e: issuesync_queue::JobError) -> Self {
+        use issuesync_queue::JobError as Q;
+        match e {
+            Q::Transient(m) => JobError::Transient(m),
+            Q::Permanent(m) => JobError::Permanent(m),
+            Q::RateLimited { reason, until } => JobError::RateLimited { reason, until },
+        }
+    }
+}
+
+/// Makes `handler` (an `async fn(Job, &JobCtx) -> Result<(), JobError>`) the one handler of
+/// job kind `$job` for the registry: written next to the handler, so that a grep for the
+/// kind lands on it.
+#[macro_export]
+macro_rules! handles {
+    ($job:ty => $handler:path) => {
+        impl issuesync_queue::RunJob<$crate::sync::JobCtx> for $job {
+            async fn run(
+                self,
+                ctx: &$crate::sync::JobCtx,
+                _: &issuesync_queue::JobMeta,
+            ) -> Result<(), issuesync_queue::JobError> {
+                $handler(self, ctx).await.map_err(Into::into)
+            }
+        }
+    };
 }

@@ -144,6 +144,8 @@ async fn target(
     Ok(None)
 }
 
+crate::handles!(SyncStatusOutbound => sync_status_outbound);
+
 /// `sync_status_outbound`: Sentry's task and each provider's `sync_status_outbound`.
 pub async fn sync_status_outbound(job: SyncStatusOutbound, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;
@@ -309,6 +311,8 @@ enum Wanted {
     Nobody,
     User(i64),
 }
+
+crate::handles!(SyncAssigneeOutbound => sync_assignee_outbound);
 
 /// `sync_assignee_outbound` (Sentry's task and the providers' method of that name).
 /// Unassigns only when the group

@@ -143,6 +143,8 @@ async fn provider_failed(
     e
 }
 
+crate::handles!(ProcessWebhook => process_webhook);
+
 /// `process_webhook`: a verified delivery → `sync_assignee_inbound` / `sync_status_inbound` jobs.
 pub async fn process_webhook(job: ProcessWebhook, ctx: &JobCtx) -> Result<(), JobError> {
     let state = &ctx.state;

@@ -7,6 +7,8 @@ use issuesync_jobs::purge_jobs::PurgeJobs;
 use crate::store::jobs;
 use crate::sync::{JobCtx, JobError};
 
+crate::handles!(Noop => noop);
+
 /// `noop`: the diagnostic job (benchmarks, reliability scenarios, liveness checks).
 pub async fn noop(job: Noop, ctx: &JobCtx) -> Result<(), JobError> {
     if let Some(marker) = &job.ledger {
@@ -63,6 +65,8 @@ pub async fn noop(job: Noop, ctx: &JobCtx) -> Result<(), JobError> {
 /// Sync decisions deleted per transaction by the retention purge.
 const DECISION_PURGE_BATCH: i64 = 5_000;
 
+crate::handles!(PurgeJobs => purge_jobs);
+
 /// `purge_jobs`: retention of finished jobs and of sync decisions.
 pub async fn purge_jobs(_job: PurgeJobs, ctx: &JobCtx) -> Result<(), JobError> {
     let q = &ctx.state.settings.queue;
@@ -104,6 +108,8 @@ async fn purge_decisions(ctx: &JobCtx) -> Result<u64, JobError> {
         }
     }
 }
+
+crate::handles!(issuesync_jobs::invalidate_project_caches::InvalidateProjectCaches => invalidate_project_caches);
 
 /// `invalidate_project_caches`: deletes a cache key of every group of the project seen in
 /// the last 24 h, 1000 keys a round trip, walking the groups by id (keyset, never OFFSET).

@@ -1,7 +1,7 @@
 //! Queue wiring: one apalis worker per queue on the database that holds our data, our poll
-//! strategies, and a dispatcher that runs one handler per job kind and writes the outcome
-//! itself (backoff, snooze, dead), because apalis' SQL backends have no backoff and would
-//! re-fetch a failed job at once.
+//! strategies, and a dispatcher that runs each job through the registry of kinds and writes
+//! the outcome itself (backoff, snooze, dead), because apalis' SQL backends have no backoff
+//! and would re-fetch a failed job at once.
 
 pub mod completer;
 pub mod handlers;
@@ -9,11 +9,13 @@ pub mod poll;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use futures::FutureExt;
-use issuesync_jobs::{Envelope, Job};
+use issuesync_jobs::Envelope;
+use issuesync_queue::{JobMeta, KindInfo, Registry};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -31,44 +33,23 @@ use crate::sync::{JobCtx, JobError, Services};
 struct WorkerState {
     services: Services,
     completer: completer::Completer,
+    registry: Arc<Registry<JobCtx>>,
 }
 
-/// Decodes the payload as `J`; a payload that does not fit is a permanent error.
-fn decode<J: Job>(env: &Envelope) -> Result<J, JobError> {
-    env.decode::<J>().map_err(JobError::Permanent)
-}
-
-/// Routes an envelope to the handler of its kind.
-async fn run_envelope(env: &Envelope, ctx: &JobCtx) -> Result<(), JobError> {
+/// Every job kind with its handler, registered once: each handler says `handles!` next to
+/// its code, and a kind of the contract missing here fails the test below.
+pub fn registry() -> Registry<JobCtx> {
     use issuesync_jobs::*;
-    match env.job.as_str() {
-        noop::Noop::JOB_NAME => handlers::noop(decode(env)?, ctx).await,
-        purge_jobs::PurgeJobs::JOB_NAME => handlers::purge_jobs(decode(env)?, ctx).await,
-        invalidate_project_caches::InvalidateProjectCaches::JOB_NAME => {
-            handlers::invalidate_project_caches(decode(env)?, ctx).await
-        }
-        process_webhook::ProcessWebhook::JOB_NAME => {
-            crate::sync::webhook::process_webhook(decode(env)?, ctx).await
-        }
-        discord_interaction::DiscordInteraction::JOB_NAME => {
-            crate::sync::discord::discord_interaction(decode(env)?, ctx).await
-        }
-        sync_assignee_inbound::SyncAssigneeInbound::JOB_NAME => {
-            crate::sync::inbound::sync_assignee_inbound(decode(env)?, ctx).await
-        }
-        sync_status_inbound::SyncStatusInbound::JOB_NAME => {
-            crate::sync::inbound::sync_status_inbound(decode(env)?, ctx).await
-        }
-        sync_status_outbound::SyncStatusOutbound::JOB_NAME => {
-            crate::sync::outbound::sync_status_outbound(decode(env)?, ctx).await
-        }
-        sync_assignee_outbound::SyncAssigneeOutbound::JOB_NAME => {
-            crate::sync::outbound::sync_assignee_outbound(decode(env)?, ctx).await
-        }
-        other => Err(JobError::Permanent(format!(
-            "no handler for job kind {other:?} in this version"
-        ))),
-    }
+    Registry::new()
+        .register::<process_webhook::ProcessWebhook>()
+        .register::<discord_interaction::DiscordInteraction>()
+        .register::<sync_assignee_inbound::SyncAssigneeInbound>()
+        .register::<sync_status_inbound::SyncStatusInbound>()
+        .register::<sync_status_outbound::SyncStatusOutbound>()
+        .register::<sync_assignee_outbound::SyncAssigneeOutbound>()
+        .register::<invalidate_project_caches::InvalidateProjectCaches>()
+        .register::<purge_jobs::PurgeJobs>()
+        .register::<noop::Noop>()
 }
 
 /// Retry delay after attempt `attempt` (1-based): exponential, capped, with jitter in [0.75, 1]
@@ -156,7 +137,6 @@ async fn run_job(
         Ok(env) => {
             let kind = issuesync_jobs::kind(&env.job);
             let queue = kind.map(|k| k.queue).unwrap_or("?");
-            let timeout = Duration::from_secs(kind.map(|k| k.timeout_secs).unwrap_or(60));
             let ctx = JobCtx::new(state.services.clone(), job_id.clone(), attempt);
             let max = kind.map(|k| k.max_attempts as i32).unwrap_or(1);
             let outcome = if attempt > max {
@@ -169,17 +149,27 @@ async fn run_job(
                      heartbeat while running this job)"
                 )))
             } else {
-                let run = AssertUnwindSafe(run_envelope(&env, &ctx)).catch_unwind();
-                match tokio::time::timeout(timeout, run).await {
-                    Err(_) => Err(JobError::Transient(format!(
-                        "timed out after {}s",
-                        timeout.as_secs()
-                    ))),
-                    Ok(Err(panic)) => Err(JobError::Transient(format!(
+                // The registry decodes the args (a payload that does not fit its kind is
+                // permanent) and applies the kind's timeout; a panic is caught here.
+                let payload = serde_json::to_vec(&env.args).unwrap_or_default();
+                let meta = |info: KindInfo| JobMeta {
+                    id: job_id.clone(),
+                    kind: info.name,
+                    queue: info.queue,
+                    attempt,
+                    max_attempts: max,
+                    snoozes: 0,
+                    partition_key: None,
+                    traceparent: env.traceparent.clone(),
+                    worker: Arc::from(worker_name.as_str()),
+                };
+                let run = state.registry.run(&env.job, payload, ctx, meta);
+                match AssertUnwindSafe(run).catch_unwind().await {
+                    Err(panic) => Err(JobError::Transient(format!(
                         "panicked: {}",
                         panic_message(&*panic)
                     ))),
-                    Ok(Ok(r)) => r,
+                    Ok(r) => r.map_err(JobError::from),
                 }
             };
             (env.job, queue, outcome)
@@ -354,6 +344,7 @@ pub async fn run_pools(services: Services, pools: Vec<PoolSpec>, shutdown: watch
     let state = WorkerState {
         services,
         completer: Default::default(),
+        registry: Arc::new(registry()),
     };
     let instance = format!(
         "{}-{}",
@@ -540,5 +531,31 @@ async fn schedule_retention(state: Services, mut shutdown: watch::Receiver<bool>
         if let Err(e) = r {
             tracing::warn!(error = %e, "cannot schedule the retention job");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// The contract's kinds (what producers may enqueue) and the registry's (what runs) are
+    /// the same, with the same queue and limits.
+    #[test]
+    fn every_kind_of_the_contract_is_registered() {
+        let registry = super::registry();
+        let mut registered: Vec<_> = registry
+            .kinds()
+            .map(|k| (k.name, k.queue, k.max_attempts, k.timeout, k.coalesce))
+            .collect();
+        let mut contract: Vec<_> = issuesync_jobs::KINDS
+            .iter()
+            .map(|k| {
+                let timeout = Duration::from_secs(k.timeout_secs);
+                (k.name, k.queue, k.max_attempts, timeout, k.coalesce)
+            })
+            .collect();
+        registered.sort();
+        contract.sort();
+        assert_eq!(registered, contract);
     }
 }
