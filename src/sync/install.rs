@@ -5,6 +5,7 @@
 
 use rand::RngCore;
 use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use crate::providers::http::{ApiError, Auth, Request, parse_rsa_key};
@@ -73,9 +74,9 @@ pub struct VstsInstall {
     pub account_name: String,
     /// `https://acct.visualstudio.com/`
     pub base_url: String,
-    pub access_token: String,
+    pub access_token: SecretString,
     /// The grant's refresh token and when `access_token` expires (Unix seconds), if known.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<SecretString>,
     pub expires: Option<i64>,
     pub config: Value,
 }
@@ -129,7 +130,7 @@ pub async fn install_vsts(
             .json(&body);
             let resp = state
                 .http
-                .send(&Auth::Bearer(req.access_token.clone().into()), &request)
+                .send(&Auth::Bearer(req.access_token.clone()), &request)
                 .await
                 .map_err(|e| provider_error("cannot create the service-hook subscription", e))?;
             let id = resp.json.get("id").and_then(Value::as_str).ok_or_else(|| {
@@ -142,8 +143,14 @@ pub async fn install_vsts(
     // outlive it. Only these keys are written, so the app's credentials and other keys stay.
     let mut keys = serde_json::Map::new();
     keys.insert("domain_name".into(), json!(instance));
-    keys.insert("access_token".into(), json!(req.access_token));
-    keys.insert("refresh_token".into(), json!(req.refresh_token));
+    keys.insert(
+        "access_token".into(),
+        json!(req.access_token.expose_secret()),
+    );
+    keys.insert(
+        "refresh_token".into(),
+        json!(req.refresh_token.as_ref().map(ExposeSecret::expose_secret)),
+    );
     keys.insert("expires".into(), json!(req.expires));
     keys.insert("subscription".into(), subscription);
     save(
@@ -163,9 +170,9 @@ pub struct JiraServerInstall {
     pub organization_id: i64,
     pub url: String,
     pub consumer_key: String,
-    pub private_key: String,
-    pub access_token: String,
-    pub access_token_secret: String,
+    pub private_key: SecretString,
+    pub access_token: SecretString,
+    pub access_token_secret: SecretString,
     pub verify_ssl: bool,
     pub config: Value,
 }
@@ -188,12 +195,12 @@ pub async fn install_jira_server(
     let host = netloc(&req.url).ok_or_else(|| {
         InstallError::Invalid(format!("url {:?} is not an absolute URL", req.url))
     })?;
-    if req.consumer_key.trim().is_empty() || req.access_token.trim().is_empty() {
+    if req.consumer_key.trim().is_empty() || req.access_token.expose_secret().trim().is_empty() {
         return Err(InstallError::Invalid(
             "consumer_key and access_token are required".into(),
         ));
     }
-    parse_rsa_key(&req.private_key).map_err(InstallError::Invalid)?;
+    parse_rsa_key(req.private_key.expose_secret()).map_err(InstallError::Invalid)?;
     {
         let mut tx = state.db.begin().await?;
         if organizations::find_organization(&mut tx, req.organization_id)
@@ -203,7 +210,7 @@ pub async fn install_jira_server(
             return Err(InstallError::UnknownOrganization(req.organization_id));
         }
     }
-    let secret = webhook_secret(&req.private_key);
+    let secret = webhook_secret(req.private_key.expose_secret());
     let external_id: String = format!("{host}:{}", req.consumer_key)
         .chars()
         .take(64)
@@ -218,8 +225,8 @@ pub async fn install_jira_server(
     });
     let auth = Auth::OAuth1 {
         consumer_key: req.consumer_key.clone(),
-        private_key_pem: req.private_key.clone().into(),
-        access_token: req.access_token.clone().into(),
+        private_key_pem: req.private_key.clone(),
+        access_token: req.access_token.clone(),
     };
     let mut request = Request::new(
         Method::POST,
@@ -245,8 +252,8 @@ pub async fn install_jira_server(
         .map(str::to_string);
     let metadata = json!({
         "base_url": base, "domain_name": host, "verify_ssl": req.verify_ssl, "webhook_secret": secret,
-        "webhook_id": webhook_id, "consumer_key": req.consumer_key, "private_key": req.private_key,
-        "access_token": req.access_token, "access_token_secret": req.access_token_secret,
+        "webhook_id": webhook_id, "consumer_key": req.consumer_key, "private_key": req.private_key.expose_secret(),
+        "access_token": req.access_token.expose_secret(), "access_token_secret": req.access_token_secret.expose_secret(),
     });
     let existing = {
         let mut tx = state.db.begin().await?;

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -63,10 +64,11 @@ pub(crate) struct VstsInstallBody {
     /// `https://dev.azure.com/{account}/` (anything starting with `http`).
     #[schema(pattern = "^http", example = "http://127.0.0.1:9/acme/")]
     base_url: String,
-    #[schema(min_length = 1)]
-    access_token: String,
+    #[schema(min_length = 1, value_type = String)]
+    access_token: SecretString,
     #[serde(default)]
-    refresh_token: Option<String>,
+    #[schema(value_type = Option<String>)]
+    refresh_token: Option<SecretString>,
     /// Unix seconds when `access_token` expires.
     #[serde(default, deserialize_with = "crate::receiver::json_int::opt_int")]
     expires: Option<i64>,
@@ -88,7 +90,7 @@ async fn install_vsts(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     check_config(&b.config)?;
     if b.account_id.trim().is_empty()
-        || b.access_token.is_empty()
+        || b.access_token.expose_secret().is_empty()
         || !b.base_url.starts_with("http")
     {
         return Err(ApiError::bad_request(
@@ -101,7 +103,7 @@ async fn install_vsts(
         account_name: b.account_name,
         base_url: b.base_url,
         access_token: b.access_token,
-        refresh_token: b.refresh_token.filter(|r| !r.is_empty()),
+        refresh_token: b.refresh_token.filter(|r| !r.expose_secret().is_empty()),
         expires: b.expires,
         config: b.config,
     };
@@ -116,10 +118,13 @@ pub(crate) struct JiraServerInstallBody {
     organization_id: i64,
     url: String,
     consumer_key: String,
-    private_key: String,
-    access_token: String,
-    #[serde(default)]
-    access_token_secret: String,
+    #[schema(value_type = String)]
+    private_key: SecretString,
+    #[schema(value_type = String)]
+    access_token: SecretString,
+    #[serde(default = "no_secret")]
+    #[schema(value_type = String, default = "")]
+    access_token_secret: SecretString,
     #[serde(default = "yes")]
     verify_ssl: bool,
     #[serde(default = "empty_object")]
@@ -129,6 +134,10 @@ pub(crate) struct JiraServerInstallBody {
 
 fn yes() -> bool {
     true
+}
+
+fn no_secret() -> SecretString {
+    SecretString::from("")
 }
 
 /// Installs Jira Server on an organization with an OAuth 1.0a consumer (RSA-SHA1) and
