@@ -227,19 +227,36 @@ fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
 impl Invariants for RedisDownReport {
     fn violations(&self) -> Vec<String> {
         let mut v = Vec::new();
-        if self.max_in_a_second > u64::from(self.rate_limit_per_sec) {
+        // As in the storm: a few late wake-ups may share a clock second, the rate holds
+        // over the whole run.
+        let rate = u64::from(self.rate_limit_per_sec);
+        let allowance = super::chaos::arrival_jitter_allowance(self.rate_limit_per_sec);
+        if self.max_in_a_second > rate + allowance {
             v.push(format!(
-                "{} requests in one second over a limit of {}",
-                self.max_in_a_second, self.rate_limit_per_sec
+                "{} requests in one second over a limit of {rate} (+{allowance} for late wake-ups)",
+                self.max_in_a_second
+            ));
+        }
+        let busy_secs = match (self.per_second.first(), self.per_second.last()) {
+            (Some((first, _)), Some((last, _))) => u64::try_from(last - first + 1).unwrap_or(0),
+            _ => 0,
+        };
+        if self.requests > rate * busy_secs + allowance {
+            v.push(format!(
+                "{} requests in {busy_secs} s over a limit of {rate}/s",
+                self.requests
             ));
         }
         if self.requests_while_down == 0 {
             v.push("no request went out while Redis was down (the limiter stalled)".into());
         }
-        if self.redis_calls_over_100ms > 0 {
+        // Each call gives up after 50 ms; one measured over 100 ms is a task that was not
+        // polled in time on a starved host (seen 1-2 in 6,000 on a debug build with 150
+        // slots on 2 cores), while a stalled limiter makes every call slow.
+        if self.redis_calls_over_100ms > self.redis_calls / 1000 {
             v.push(format!(
-                "{} Redis calls of the limiter took over 100 ms",
-                self.redis_calls_over_100ms
+                "{} of {} Redis calls of the limiter took over 100 ms (limit 1 in 1,000)",
+                self.redis_calls_over_100ms, self.redis_calls
             ));
         }
         if self.workers_in_fallback_while_down < self.workers {
@@ -261,5 +278,47 @@ impl Invariants for RedisDownReport {
             ));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(max_in_a_second: u64, per_second: Vec<(i64, u64)>) -> RedisDownReport {
+        RedisDownReport {
+            workers: 3,
+            slots_per_worker: 50,
+            rate_limit_per_sec: 10,
+            redis_down_secs: 6,
+            requests: per_second.iter().map(|(_, n)| n).sum(),
+            max_in_a_second,
+            max_in_a_second_redis_down: 9,
+            requests_while_down: 45,
+            redis_calls: 6355,
+            redis_calls_over_100ms: 0,
+            workers_in_fallback_while_down: 3,
+            workers_back_to_shared: 3,
+            fallback_warnings: vec![1, 1, 1],
+            recoveries: vec![1, 1, 1],
+            per_second,
+        }
+    }
+
+    #[test]
+    fn a_late_request_or_a_rare_slow_call_passes_but_a_faster_rate_does_not() {
+        let steady: Vec<(i64, u64)> = (-5..20).map(|s| (s, 9)).collect();
+        assert!(report(11, steady.clone()).violations().is_empty());
+        let mut slow = report(10, steady.clone());
+        slow.redis_calls_over_100ms = 6;
+        assert!(slow.violations().is_empty());
+        slow.redis_calls_over_100ms = 7;
+        assert_eq!(slow.violations().len(), 1);
+        assert_eq!(report(12, steady).violations().len(), 1);
+        let fast: Vec<(i64, u64)> = (0..10).map(|s| (s, 11)).collect();
+        assert_eq!(
+            report(11, fast).violations(),
+            vec!["110 requests in 10 s over a limit of 10/s".to_string()]
+        );
     }
 }
