@@ -38,6 +38,8 @@ pub struct Settings {
     pub queue: QueueSettings,
     pub discord: DiscordSettings,
     #[serde(default)]
+    pub jira: JiraSettings,
+    #[serde(default)]
     pub jira_server: JiraServerSettings,
     #[serde(default)]
     pub sync_decisions: SyncDecisionSettings,
@@ -185,6 +187,25 @@ pub struct DiscordSettings {
     pub inline_budget_ms: u64,
     /// Requests whose signed timestamp is further than this from our clock are refused.
     pub max_timestamp_skew_secs: i64,
+}
+
+/// Our Atlassian Connect app, as its descriptor shows it to Jira Cloud.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct JiraSettings {
+    /// The app key; empty: the public URL's host + ".jira", as Sentry's. Jira keeps it per
+    /// installation, so changing it later makes the sites install a second app.
+    pub app_key: String,
+    /// The app's name in a Jira site's "Manage apps".
+    pub app_name: String,
+}
+
+impl Default for JiraSettings {
+    fn default() -> Self {
+        JiraSettings {
+            app_key: String::new(),
+            app_name: "issuesync".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -393,6 +414,30 @@ impl Settings {
         Ok(s)
     }
 
+    /// Our Atlassian Connect app key: `jira.app_key`, else the host of the public URL plus
+    /// ".jira", as Sentry does. It is the `key` of the descriptor and the `iss` of our
+    /// requests to Jira Cloud.
+    pub fn jira_app_key(&self) -> String {
+        if !self.jira.app_key.is_empty() {
+            return self.jira.app_key.clone();
+        }
+        let host = self
+            .public_url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split(['/', ':'])
+            .next()
+            .unwrap_or("");
+        // A Connect key allows only these characters (an IPv6 host has others).
+        let host: String = host
+            .chars()
+            .map(|c| if connect_key_char(c) { c } else { '-' })
+            .collect();
+        let host = if host.is_empty() { "issuesync" } else { &host };
+        format!("{host}.jira")
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.snowflake.region_id >> 12 != 0 {
             return Err(ConfigError::Invalid(
@@ -431,6 +476,15 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "http.body_timeout_ms must be below http.request_timeout_ms".into(),
             ));
+        }
+        let key = &self.jira.app_key;
+        if !key.is_empty() && (key.len() > 64 || !key.chars().all(connect_key_char)) {
+            return Err(ConfigError::Invalid(format!(
+                "jira.app_key {key:?} is not a Connect app key: at most 64 of A-Z a-z 0-9 - . _"
+            )));
+        }
+        if self.jira.app_name.trim().is_empty() {
+            return Err(ConfigError::Invalid("jira.app_name is empty".into()));
         }
         if self.redis_url.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::Invalid("REDIS_URL is set but empty".into()));
@@ -536,6 +590,11 @@ const RATE_LIMITED: &[&str] = &["jira", "jira_server", "vsts", "discord"];
 /// `ISSUESYNC_ADVISORY_DB` is read by `.ci/deny` only.
 const NOT_KEYS: &[&str] = &["env", "advisory_db"];
 
+/// The characters Atlassian allows in a Connect app key.
+fn connect_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')
+}
+
 /// One warning for each key that no setting reads, naming its source and the closest key.
 /// `with_overrides` and `unknown_keys` round-trip `Settings` through serde, so the token must
 /// survive it; `Settings` is never serialized for output.
@@ -624,6 +683,29 @@ fn unknown_keys(fig: &Figment, settings: &Settings) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connect_app_key_is_derived_or_set_and_checked() {
+        let mut s = Settings::for_tests("sqlite::memory:", None).unwrap_or_else(|e| panic!("{e}"));
+        s.public_url = "https://Sync.Example.com:8443/base".into();
+        assert_eq!(s.jira_app_key(), "Sync.Example.com.jira");
+        // An IPv6 host has characters a key cannot have.
+        s.public_url = "http://[::1]:8080".into();
+        assert_eq!(s.jira_app_key(), "-.jira");
+        assert!(s.validate().is_ok());
+        s.jira.app_key = "com.acme.sync".into();
+        assert_eq!(s.jira_app_key(), "com.acme.sync");
+        assert!(s.validate().is_ok());
+        for bad in ["com acme", "x".repeat(65).as_str(), "acme/sync"] {
+            s.jira.app_key = bad.into();
+            let e = s
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("jira.app_key"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn debug_does_not_show_the_admin_token() {

@@ -61,19 +61,9 @@ impl Services {
         }
     }
 
-    /// Our Atlassian Connect app key (`iss` of outbound Jira Cloud requests): the host of
-    /// the public URL plus ".jira", as Sentry does.
+    /// Our Atlassian Connect app key (`iss` of outbound Jira Cloud requests).
     pub fn jira_app_key(&self) -> String {
-        let host = self
-            .settings
-            .public_url
-            .split("://")
-            .nth(1)
-            .unwrap_or("")
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("");
-        format!("{host}.jira")
+        self.settings.jira_app_key()
     }
 
     /// Drops the cached integrations after one was written.

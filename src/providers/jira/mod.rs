@@ -3,4 +3,5 @@
 
 pub mod auth;
 pub mod client;
+pub mod descriptor;
 pub mod webhook;

@@ -16,6 +16,7 @@ pub const JIRA_JWT_QUERY: &str = "jira_jwt_query";
     vsts_issue_updated,
     jira_server_issue_updated,
     jira_issue_updated,
+    jira_descriptor,
     jira_installed,
     jira_uninstalled,
     discord_interactions,
@@ -88,6 +89,14 @@ fn jira_server_issue_updated() {}
     request_body(content = Object, description = "The Jira issue event (with a changelog)", content_type = "application/json"),
     responses((status = 200, description = "Verified", body = WebhookAnswer), WebhookErrors))]
 fn jira_issue_updated() {}
+
+/// The Atlassian Connect descriptor (`atlassian-connect.json`) that a Jira Cloud site admin
+/// installs by its URL: our app key and name, `baseUrl` = the public URL, the lifecycle
+/// callbacks, the issue webhook and the scopes. Served without authentication.
+#[utoipa::path(get, path = "/extensions/jira/descriptor/", tag = "webhooks",
+    responses((status = 200, description = "The descriptor", body = Object, content_type = "application/json",
+        example = json!({"key": "issuesync.example.com.jira", "baseUrl": "https://issuesync.example.com", "authentication": {"type": "jwt"}}))))]
+fn jira_descriptor() {}
 
 /// Jira Cloud `installed` lifecycle callback. Verified by Atlassian's asymmetric JWT (RS256,
 /// `aud` = our base URL); on a re-install the tenant's current shared secret signs it too.

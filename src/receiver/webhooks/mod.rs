@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -34,12 +34,23 @@ pub fn routes() -> Router<HttpState> {
             post(jira_server_issue_updated),
         )
         .route("/extensions/jira/issue-updated/", post(jira_issue_updated))
+        .route("/extensions/jira/descriptor/", get(jira_descriptor))
         .route("/extensions/jira/installed/", post(jira_installed))
         .route("/extensions/jira/uninstalled/", post(jira_uninstalled))
         .route(
             "/extensions/discord/interactions/",
             post(discord_interactions),
         )
+}
+
+/// The Atlassian Connect descriptor, built from the settings. No authentication: Jira
+/// fetches it when a site admin uploads the app by its URL.
+async fn jira_descriptor(State(s): State<crate::sync::Services>) -> Json<Value> {
+    Json(jira::descriptor::connect_descriptor(
+        &s.jira_app_key(),
+        &s.settings.jira.app_name,
+        &s.settings.public_url,
+    ))
 }
 
 impl From<WebhookError> for ApiError {
