@@ -171,6 +171,7 @@ pub(super) async fn seed(state: &Services, n: u64, mock: &str) -> Result<String,
                         key: &key,
                         title: "",
                         description: "",
+                        metadata: serde_json::json!({}),
                     },
                     now,
                 )

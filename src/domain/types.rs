@@ -25,6 +25,9 @@ pub mod activity {
     pub const UNASSIGNED: i32 = 12;
     pub const SET_RESOLVED_IN_RELEASE: i32 = 13;
     pub const SET_RESOLVED_IN_COMMIT: i32 = 16;
+    /// An external issue was linked (or created) for the group; data: provider, title,
+    /// location (web URL), label (the key), `new`.
+    pub const CREATE_ISSUE: i32 = 21;
     pub const AUTO_SET_ONGOING: i32 = 24;
 }
 

@@ -28,6 +28,8 @@ pub struct NewExternalIssue<'a> {
     pub key: &'a str,
     pub title: &'a str,
     pub description: &'a str,
+    /// What the provider told us besides (its web URL); `{}` when nothing.
+    pub metadata: serde_json::Value,
 }
 
 pub async fn insert_external_issue(
@@ -46,7 +48,7 @@ pub async fn insert_external_issue(
     .bind(e.key)
     .bind(e.title)
     .bind(e.description)
-    .bind(Json(serde_json::json!({})))
+    .bind(Json(&e.metadata))
     .bind(now)
     .fetch_one(c)
     .await
@@ -59,6 +61,24 @@ pub async fn find_external_issue(tx: &mut Tx, id: i64) -> Result<Option<External
          FROM external_issues WHERE id = $1"
     )
     .bind(id)
+    .fetch_optional(c)
+    .await)?)
+}
+
+/// The external issue `key` of an integration in an organization.
+pub async fn find_external_issue_by_key(
+    tx: &mut Tx,
+    organization_id: i64,
+    integration_id: i64,
+    key: &str,
+) -> Result<Option<ExternalIssue>> {
+    Ok(on_tx!(tx, |c| sqlx::query_as(
+        "SELECT id, organization_id, integration_id, key, title, description, metadata, date_added \
+         FROM external_issues WHERE organization_id = $1 AND integration_id = $2 AND key = $3"
+    )
+    .bind(organization_id)
+    .bind(integration_id)
+    .bind(key)
     .fetch_optional(c)
     .await)?)
 }

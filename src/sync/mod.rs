@@ -8,6 +8,7 @@ pub mod inbound;
 pub mod install;
 pub mod intent;
 pub mod job;
+pub mod link;
 pub mod outbound;
 pub mod resolve;
 pub mod services;

@@ -169,6 +169,17 @@ impl<'a> JiraClient<'a> {
         Ok(self.http.send(&self.auth, &req).await?.json)
     }
 
+    /// GET /rest/api/2/issue/{key} with its summary and description (linking an issue).
+    pub async fn get_issue_summary(&self, key: &str) -> Result<Value, ApiError> {
+        let req = self
+            .request(
+                Method::GET,
+                crate::path!("/rest/api/2/issue/{key}", key = path_segment(key)),
+            )
+            .query("fields", "summary,description");
+        Ok(self.http.send(&self.auth, &req).await?.json)
+    }
+
     /// The issue's transitions (cached 240 s).
     pub async fn get_transitions(&self, key: &str) -> Result<Vec<Value>, ApiError> {
         let req = self.request(

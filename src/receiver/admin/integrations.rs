@@ -534,6 +534,7 @@ async fn create_external_issue(
             key: b.key.trim(),
             title: &b.title,
             description: &b.description,
+            metadata: serde_json::json!({}),
         },
         now,
     )

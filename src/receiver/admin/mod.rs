@@ -5,6 +5,7 @@ mod deliveries;
 mod install;
 mod integrations;
 mod jobs;
+mod links;
 mod orgs;
 mod projects;
 mod users;
@@ -32,6 +33,7 @@ pub fn routes(state: HttpState) -> Router<HttpState> {
         .merge(projects::routes())
         .merge(install::routes())
         .merge(integrations::routes())
+        .merge(links::routes())
         .merge(jobs::routes())
         .merge(deliveries::routes())
         .merge(decisions::routes())
@@ -46,6 +48,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         users::Doc::openapi(),
         projects::Doc::openapi(),
         integrations::Doc::openapi(),
+        links::Doc::openapi(),
         install::Doc::openapi(),
         jobs::Doc::openapi(),
         deliveries::Doc::openapi(),

@@ -93,7 +93,7 @@ fn jira_issue_updated() {}
 /// The Atlassian Connect descriptor (`atlassian-connect.json`) that a Jira Cloud site admin
 /// installs by its URL: our app key and name, `baseUrl` = the public URL, the lifecycle
 /// callbacks, the issue webhook and the scopes. Served without authentication.
-#[utoipa::path(get, path = "/extensions/jira/descriptor/", tag = "webhooks",
+#[utoipa::path(get, path = "/extensions/jira/descriptor/", tag = "webhooks", security(()),
     responses((status = 200, description = "The descriptor", body = Object, content_type = "application/json",
         example = json!({"key": "issuesync.example.com.jira", "baseUrl": "https://issuesync.example.com", "authentication": {"type": "jwt"}}))))]
 fn jira_descriptor() {}
