@@ -34,6 +34,18 @@ fn tenant_jwt(secret: &str, path: &str) -> String {
     issuesync::providers::jira::auth::sign(&claims, secret).expect("jwt")
 }
 
+/// Jira's issue webhook to `hook`, as delivery `id`, signed with `secret`.
+async fn post_hook(app: &common::TestApp, hook: &str, id: &str, secret: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(hook))
+        .header("X-Atlassian-Webhook-Identifier", id)
+        .header("Authorization", format!("JWT {}", tenant_jwt(secret, hook)))
+        .json(&fixture("jira_cloud_issue_updated_assignee_change.json"))
+        .send()
+        .await
+        .expect("webhook")
+}
+
 /// The descriptor's fields Atlassian requires, in the shapes it requires.
 fn check_descriptor(d: &Value) {
     let key = d["key"].as_str().expect("key");
@@ -127,18 +139,7 @@ async fn installs_from_its_descriptor(backend: common::Backend) {
 
     // Jira's webhook, at the descriptor's URL, signed with the secret the install delivered.
     let _workers = app.start_workers();
-    let r = app
-        .client
-        .post(app.url(hook))
-        .header("X-Atlassian-Webhook-Identifier", "wh-connect-1")
-        .header(
-            "Authorization",
-            format!("JWT {}", tenant_jwt("site-secret", hook)),
-        )
-        .json(&fixture("jira_cloud_issue_updated_assignee_change.json"))
-        .send()
-        .await
-        .expect("webhook");
+    let r = post_hook(&app, hook, "wh-connect-1", "site-secret").await;
     let status = r.status().as_u16();
     let v: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!((status, v["status"].as_str()), (200, Some("queued")), "{v}");
@@ -150,18 +151,7 @@ async fn installs_from_its_descriptor(backend: common::Backend) {
     assert_eq!(got["assignedTo"], format!("user:{jess}"), "{got}");
 
     // A token signed with anything but the delivered secret is refused.
-    let r = app
-        .client
-        .post(app.url(hook))
-        .header("X-Atlassian-Webhook-Identifier", "wh-connect-2")
-        .header(
-            "Authorization",
-            format!("JWT {}", tenant_jwt("guess", hook)),
-        )
-        .json(&fixture("jira_cloud_issue_updated_assignee_change.json"))
-        .send()
-        .await
-        .expect("webhook");
+    let r = post_hook(&app, hook, "wh-connect-2", "guess").await;
     assert_eq!(r.status().as_u16(), 401);
 }
 

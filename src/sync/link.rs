@@ -86,7 +86,7 @@ async fn ask_provider(
             let client = JiraClient::new(&state.http, integration, &state.jira_app_key())
                 .map_err(|e| provider_error(provider, key, e))?;
             let v = client
-                .get_issue_summary(key)
+                .get_issue_fields(key, "summary,description")
                 .await
                 .map_err(|e| provider_error(provider, key, e))?;
             let base = text(&integration.metadata.0, "/base_url");

@@ -158,25 +158,19 @@ impl<'a> JiraClient<'a> {
         self.integration.provider == "jira"
     }
 
-    /// GET /rest/api/2/issue/{key}.
+    /// GET /rest/api/2/issue/{key} with what the status sync reads.
     pub async fn get_issue(&self, key: &str) -> Result<Value, ApiError> {
-        let req = self
-            .request(
-                Method::GET,
-                crate::path!("/rest/api/2/issue/{key}", key = path_segment(key)),
-            )
-            .query("fields", "status,project,assignee");
-        Ok(self.http.send(&self.auth, &req).await?.json)
+        self.get_issue_fields(key, "status,project,assignee").await
     }
 
-    /// GET /rest/api/2/issue/{key} with its summary and description (linking an issue).
-    pub async fn get_issue_summary(&self, key: &str) -> Result<Value, ApiError> {
+    /// GET /rest/api/2/issue/{key} with `fields` (comma-separated).
+    pub async fn get_issue_fields(&self, key: &str, fields: &str) -> Result<Value, ApiError> {
         let req = self
             .request(
                 Method::GET,
                 crate::path!("/rest/api/2/issue/{key}", key = path_segment(key)),
             )
-            .query("fields", "summary,description");
+            .query("fields", fields);
         Ok(self.http.send(&self.auth, &req).await?.json)
     }
 
