@@ -83,15 +83,15 @@ pub async fn find_external_issue_by_key(
     .await)?)
 }
 
-/// Links a group to an external issue; linking twice is a no-op.
+/// Links a group to an external issue; linking twice is a no-op. True when the link is new.
 pub async fn link_group(
     tx: &mut Tx,
     group_id: i64,
     project_id: i64,
     external_issue_id: i64,
     now: i64,
-) -> Result<()> {
-    on_tx!(tx, |c| {
+) -> Result<bool> {
+    Ok(on_tx!(tx, |c| {
         sqlx::query(
         "INSERT INTO group_links (group_id, project_id, linked_type, relationship, linked_id, date_added) \
          VALUES ($1, $2, 1, 1, $3, $4) ON CONFLICT (group_id, linked_type, linked_id) DO NOTHING"
@@ -102,9 +102,8 @@ pub async fn link_group(
     .bind(now)
     .execute(c)
     .await
-    .map(|_| ())
-    })?;
-    Ok(())
+    .map(|r| r.rows_affected() > 0)
+    })?)
 }
 
 /// The external issues linked to a group.

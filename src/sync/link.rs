@@ -129,7 +129,7 @@ pub async fn link_existing_issue(
     key: &str,
 ) -> Result<Linked, LinkError> {
     let key = key.trim();
-    let (group, organization_id, integration) = {
+    let (group, organization_id, integration, installation) = {
         let mut tx = state.db.begin().await?;
         let group = groups::find_group(&mut tx, group_id)
             .await?
@@ -137,17 +137,14 @@ pub async fn link_existing_issue(
         let project = projects::find_project(&mut tx, group.project_id)
             .await?
             .ok_or_else(|| LinkError::NoGroup(format!("group {group_id} has no project")))?;
+        let organization_id = project.organization_id;
         let integration = integrations::find_integration(&mut tx, integration_id)
             .await?
             .filter(|i| i.status == 0)
             .ok_or_else(|| {
                 LinkError::Conflict(format!("integration {integration_id} is not active"))
             })?;
-        (group, project.organization_id, integration)
-    };
-    let installation = {
-        let mut tx = state.db.begin().await?;
-        integrations::list_organization_integrations(&mut tx, integration_id)
+        let installation = integrations::list_organization_integrations(&mut tx, integration_id)
             .await?
             .into_iter()
             .find(|oi| oi.organization_id == organization_id && oi.status == 0)
@@ -155,7 +152,8 @@ pub async fn link_existing_issue(
                 LinkError::Conflict(format!(
                     "integration {integration_id} is not installed on organization {organization_id}"
                 ))
-            })?
+            })?;
+        (group, organization_id, integration, installation)
     };
     // Outside any transaction: a slow provider holds no connection or lock.
     let found = ask_provider(state, &integration, key).await?;
@@ -183,13 +181,11 @@ pub async fn link_existing_issue(
                 external::insert_external_issue(&mut tx, &new, now).await?
             }
         };
-    let already = external::list_group_external_issues(&mut tx, group.id)
-        .await?
-        .iter()
-        .any(|e| e.id == issue.id);
+    // The insert itself says whether the link is new: of two links racing, one writes the
+    // activity and pushes.
+    let created = external::link_group(&mut tx, group.id, group.project_id, issue.id, now).await?;
     let mut enqueued = Vec::new();
-    if !already {
-        external::link_group(&mut tx, group.id, group.project_id, issue.id, now).await?;
+    if created {
         let data = json!({"provider": integration.provider, "title": found.title,
             "location": found.web_url, "label": key, "new": false});
         groups::insert_activity(
@@ -232,7 +228,7 @@ pub async fn link_existing_issue(
     tx.commit().await?;
     Ok(Linked {
         external_issue: issue,
-        created: !already,
+        created,
         enqueued,
     })
 }
