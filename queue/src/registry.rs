@@ -193,6 +193,14 @@ impl<Ctx: Clone + Send + Sync + 'static> Registry<Ctx> {
         self.kinds.keys().copied().collect::<Vec<_>>().join(", ")
     }
 
+    /// Why a job of `kind` cannot run here.
+    fn no_handler(&self, kind: &str) -> String {
+        format!(
+            "no handler for job kind {kind:?} (kinds are {})",
+            self.names()
+        )
+    }
+
     /// Runs `payload` as a job of `kind` with `ctx`, under the kind's timeout: what the
     /// dispatcher does with a fetched job, for a worker that fetched it some other way.
     pub fn run(
@@ -203,10 +211,7 @@ impl<Ctx: Clone + Send + Sync + 'static> Registry<Ctx> {
         meta: impl FnOnce(KindInfo) -> JobMeta,
     ) -> BoxFuture<'static, Result<(), JobError>> {
         let Some(kind) = self.kinds.get(kind) else {
-            let reason = format!(
-                "no handler for job kind {kind:?} (kinds are {})",
-                self.names()
-            );
+            let reason = self.no_handler(kind);
             return Box::pin(async move { Err(JobError::Permanent(reason)) });
         };
         let timeout = kind.info.timeout;
@@ -287,11 +292,7 @@ impl<Ctx: Clone + Send + Sync + 'static> Service<Task<FetchedJob>> for Dispatche
             ));
         }
         if !self.registry.kinds.contains_key(job.kind.as_str()) {
-            return bad(format!(
-                "no handler for job kind {:?} (kinds are {})",
-                job.kind,
-                self.registry.names()
-            ));
+            return bad(self.registry.no_handler(&job.kind));
         }
         let max_attempts = job.max_attempts;
         let attempt = job.attempts.saturating_add(1);
