@@ -563,10 +563,7 @@ pub async fn storm(
         .0
         .lock()
         .map(|m| {
-            let span = match (m.keys().next(), m.keys().next_back()) {
-                (Some(first), Some(last)) => u64::try_from(last - first + 1).unwrap_or(0),
-                _ => 0,
-            };
+            let span = span_secs(m.keys().next().copied(), m.keys().next_back().copied());
             (m.values().copied().collect(), span)
         })
         .unwrap_or_default();
@@ -649,31 +646,48 @@ impl Invariants for RestartReport {
     }
 }
 
-/// Requests the provider may see in one clock second beyond the rate. The limiter hands
-/// out slots 1/rate apart, but a request leaves when its task wakes up: on a loaded host a
-/// few late ones land in the same second as the next ones. Over the whole storm the rate
-/// itself must hold (the second check below).
-pub fn arrival_jitter_allowance(rate: u32) -> u64 {
-    u64::from(rate).div_ceil(10).max(1)
+/// Seconds from clock second `first` to `last`, both counted (0 when nothing was seen).
+pub fn span_secs(first: Option<i64>, last: Option<i64>) -> u64 {
+    match (first, last) {
+        (Some(first), Some(last)) => u64::try_from(last - first + 1).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The rate checks of a run whose requests the provider counted per clock second. The
+/// limiter hands out slots 1/rate apart, but a request leaves when its task wakes up: on a
+/// loaded host a few late ones land in the same second as the next ones, so one second may
+/// see the rate + 10 % (at least 1); over the whole run (`busy_secs`) the rate must hold.
+pub fn rate_violations(
+    rate: u32,
+    requests: u64,
+    busy_secs: u64,
+    max_in_a_second: u64,
+) -> Vec<String> {
+    let allowance = u64::from(rate).div_ceil(10).max(1);
+    let rate = u64::from(rate);
+    let mut v = Vec::new();
+    if max_in_a_second > rate + allowance {
+        v.push(format!(
+            "{max_in_a_second} requests in one second over a limit of {rate} (+{allowance} for late wake-ups)"
+        ));
+    }
+    if requests > rate * busy_secs + allowance {
+        v.push(format!(
+            "{requests} requests in {busy_secs} s over a limit of {rate}/s"
+        ));
+    }
+    v
 }
 
 impl Invariants for StormReport {
     fn violations(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        let rate = u64::from(self.rate_limit_per_sec);
-        let allowance = arrival_jitter_allowance(self.rate_limit_per_sec);
-        if self.max_requests_in_a_second > rate + allowance {
-            v.push(format!(
-                "{} requests in one second over a limit of {rate} (+{allowance} for late wake-ups)",
-                self.max_requests_in_a_second
-            ));
-        }
-        if self.requests > rate * self.busy_secs + allowance {
-            v.push(format!(
-                "{} requests in {} s over a limit of {rate}/s",
-                self.requests, self.busy_secs
-            ));
-        }
+        let mut v = rate_violations(
+            self.rate_limit_per_sec,
+            self.requests,
+            self.busy_secs,
+            self.max_requests_in_a_second,
+        );
         if self.attempts_charged_by_429 > 0 {
             v.push(format!(
                 "{} jobs had an attempt used up by a 429",

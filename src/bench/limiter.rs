@@ -226,27 +226,14 @@ fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
 
 impl Invariants for RedisDownReport {
     fn violations(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        // As in the storm: a few late wake-ups may share a clock second, the rate holds
-        // over the whole run.
-        let rate = u64::from(self.rate_limit_per_sec);
-        let allowance = super::chaos::arrival_jitter_allowance(self.rate_limit_per_sec);
-        if self.max_in_a_second > rate + allowance {
-            v.push(format!(
-                "{} requests in one second over a limit of {rate} (+{allowance} for late wake-ups)",
-                self.max_in_a_second
-            ));
-        }
-        let busy_secs = match (self.per_second.first(), self.per_second.last()) {
-            (Some((first, _)), Some((last, _))) => u64::try_from(last - first + 1).unwrap_or(0),
-            _ => 0,
-        };
-        if self.requests > rate * busy_secs + allowance {
-            v.push(format!(
-                "{} requests in {busy_secs} s over a limit of {rate}/s",
-                self.requests
-            ));
-        }
+        let first = self.per_second.first().map(|(s, _)| *s);
+        let last = self.per_second.last().map(|(s, _)| *s);
+        let mut v = super::chaos::rate_violations(
+            self.rate_limit_per_sec,
+            self.requests,
+            super::chaos::span_secs(first, last),
+            self.max_in_a_second,
+        );
         if self.requests_while_down == 0 {
             v.push("no request went out while Redis was down (the limiter stalled)".into());
         }
