@@ -4,9 +4,6 @@
 
 use serde_json::{Value, json};
 
-/// Where the receiver serves it.
-pub const PATH: &str = "/extensions/jira/descriptor/";
-
 /// The descriptor for app `key` named `name`, served from `base_url` (our public URL).
 ///
 /// - `scopes`: `read` (Jira sends webhooks only to apps with it; issues, statuses and
